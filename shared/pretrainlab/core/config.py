@@ -1,0 +1,284 @@
+"""Typed configuration: dataclasses are the single source of truth.
+
+A recipe is one YAML file whose keys mirror a dataclass tree. ``load_config`` builds the dataclass
+from defaults, then the YAML, then a profile block (``profiles: {smoke: {...}}`` inside the YAML),
+then dotted ``key=value`` overrides from the command line. Unknown keys are an error that names
+the nearest valid key. The resolved config is written into every run folder (``save_config``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+PROFILES = ("smoke", "tiny", "full")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the dataclass tree."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Options of the one training loop (``pretrainlab.core.train``)."""
+
+    max_steps: int = 100  # optimizer steps
+    batch_size: int = 32  # per process, per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio (cosine / linear)
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"  # adamw | adam | sgd | lars
+    momentum: float = 0.9  # sgd / lars
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"  # cosine | linear | constant
+    warmup_steps: int = 0
+    clip_grad: float = 0.0  # max global grad norm; 0 = off
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    compile: bool = False  # torch.compile the task
+    channels_last: bool = False  # for conv nets on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms + single-process loading
+    num_workers: int = 0
+    log_every: int = 10
+    ckpt_every: int = 0  # 0 = only at the end
+    keep_checkpoints: int = 2
+    nan_policy: str = "skip"  # skip | stop: what a non-finite loss / gradient does
+    max_nan_skips: int = 10  # stop with an error after this many skipped steps
+    find_unused_parameters: bool = False  # DDP
+    progress: bool = True
+    tensorboard: bool = True  # used when the tensorboard package is installed
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _suggest(key: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type ``tp``; raise ConfigError when impossible."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: {value!r} fits none of {tp}")
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, prefix=where + ".")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a (possibly partial) nested mapping; unknown keys are errors."""
+    hints = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(key, names)}")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    obj = cls(**kwargs)
+    return obj
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain-Python mapping (tuples become lists) suitable for YAML / JSON."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return conv(cfg)
+
+
+def _all_keys(cfg: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        keys.append(prefix + f.name)
+        if dataclasses.is_dataclass(v):
+            keys.extend(_all_keys(v, prefix + f.name + "."))
+    return keys
+
+
+def merge(cfg: T, data: dict[str, Any], prefix: str = "") -> T:
+    """Return a copy of ``cfg`` with the nested mapping ``data`` merged in (dotted keys allowed)."""
+    nested: dict[str, Any] = {}
+    for key, value in data.items():
+        parts = str(key).split(".")
+        d = nested
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                raise ConfigError(f"config key '{prefix}{key}' conflicts with a scalar")
+        d[parts[-1]] = value
+    return _merge_nested(cfg, nested, prefix)
+
+
+def _merge_nested(cfg: T, nested: dict[str, Any], prefix: str) -> T:
+    hints = _field_types(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    for key, value in nested.items():
+        if key not in names:
+            near = _suggest(prefix + key, _all_keys(cfg, prefix)) or _suggest(key, names)
+            raise ConfigError(f"unknown config key '{prefix}{key}'{near}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = _merge_nested(current, value, prefix + key + ".")
+        else:
+            changes[key] = _coerce(value, hints[key], prefix + key)
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+
+
+def parse_overrides(items: typing.Sequence[str]) -> dict[str, Any]:
+    """``["train.lr=0.1", "model.name=resnet"]`` -> ``{"train.lr": 0.1, "model.name": "resnet"}``.
+
+    Values are parsed as YAML scalars / flow collections (``[1,2]``, ``true``, ``1e-3``).
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override '{item}' has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def resolve_recipe(name_or_path: str | Path, recipes_dir: Path) -> Path:
+    """A recipe name (``simclr``) found in ``recipes_dir``, or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        return p
+    cand = recipes_dir / f"{name_or_path}.yaml"
+    if cand.exists():
+        return cand
+    names = sorted(x.stem for x in recipes_dir.glob("*.yaml"))
+    raise ConfigError(f"unknown recipe '{name_or_path}'{_suggest(str(name_or_path), names)}; "
+                      f"available: {', '.join(names)}")
+
+
+def load_config(cls: type[T], recipe: str | Path | None = None, *, recipes_dir: Path | None = None,
+                profile: str | None = None, overrides: typing.Sequence[str] | dict[str, Any] = ()) -> T:
+    """defaults <- recipe YAML <- ``profiles[profile]`` block of the YAML <- overrides."""
+    cfg = cls()
+    data: dict[str, Any] = {}
+    if recipe is not None:
+        path = resolve_recipe(recipe, recipes_dir) if recipes_dir else Path(recipe)
+        data = read_yaml(path)
+    profiles = data.pop("profiles", {}) or {}
+    data.pop("description", None)
+    cfg = merge(cfg, data)
+    if profile is not None:
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile '{profile}'{_suggest(profile, PROFILES)}; use one of {PROFILES}")
+        cfg = merge(cfg, profiles.get(profile, {}) or {})
+    ov = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    return merge(cfg, ov)
+
+
+def recipe_description(path: Path) -> str:
+    return str(read_yaml(path).get("description", ""))
+
+
+def save_config(cfg: Any, path: Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from pretrainlab.core.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,182 @@
+"""Data plumbing shared by every domain.
+
+- ``DataError``: the one error type readers raise; its message always starts with the file.
+- ``ResumableSampler``: seeded per-epoch shuffling, sharded across DDP ranks, that can start in the
+  middle of an epoch (exact resume).
+- ``item_generator``: a per-sample RNG derived from (seed, epoch, index), so augmentations are the
+  same whatever the number of workers.
+- Checksummed manifests (``manifest.json`` with sha256 per file) and a cache folder.
+- The synthetic-generator protocol: ``generate(out, profile, seed)`` writes the domain's real
+  format into a temporary folder that is renamed when complete (``cached_synthetic``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import Sampler
+
+from pretrainlab.core.io import atomic_dir, atomic_write_json
+
+
+class DataError(ValueError):
+    """Malformed input data. ``str(err)`` reads ``"<path>: <problem>"``."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def cache_root() -> Path:
+    """``$PRETRAINLAB_CACHE`` or ``~/.cache/pretrainlab``."""
+    return Path(os.environ.get("PRETRAINLAB_CACHE", Path.home() / ".cache" / "pretrainlab"))
+
+
+def runs_root() -> Path:
+    """``$PRETRAINLAB_RUNS`` or ``./runs``: where run folders and reproductions go."""
+    return Path(os.environ.get("PRETRAINLAB_RUNS", "runs"))
+
+
+class ResumableSampler(Sampler[int]):
+    """Indices for one epoch: a permutation seeded by ``seed + epoch``, sharded by rank.
+
+    ``set_epoch(epoch, start=k)`` skips the first ``k`` indices of this rank's share (used when
+    resuming mid-epoch). Every rank gets ``len(dataset) // world`` indices (the tail is dropped so
+    ranks stay in step).
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+        if n <= 0:
+            raise ValueError("cannot sample from an empty dataset")
+        self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            idx = torch.randperm(self.n, generator=g).tolist()
+        else:
+            idx = list(range(self.n))
+        per = self.n // self.world
+        if per == 0:
+            raise ValueError(f"dataset of {self.n} samples is smaller than the {self.world} processes")
+        return idx[self.rank * per:(self.rank + 1) * per]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.start:])
+
+    def __len__(self) -> int:
+        return self.n // self.world - self.start
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A torch RNG for one sample of one epoch, independent of worker count and order."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def write_manifest(root: Path, info: dict[str, Any] | None = None, name: str = "manifest.json") -> Path:
+    """Record every file under ``root`` with its size and sha256 (``manifest.json``)."""
+    root = Path(root)
+    files = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != name:
+            files[str(p.relative_to(root))] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    out = root / name
+    atomic_write_json(out, {"info": info or {}, "files": files})
+    return out
+
+
+def verify_manifest(root: Path, name: str = "manifest.json", check_hash: bool = True) -> dict[str, Any]:
+    """Raise ``DataError`` naming the first missing / changed file."""
+    root = Path(root)
+    mpath = root / name
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError as e:
+        raise DataError(mpath, "manifest not found") from e
+    except json.JSONDecodeError as e:
+        raise DataError(mpath, f"manifest is not valid JSON ({e})") from e
+    for rel, meta in manifest.get("files", {}).items():
+        p = root / rel
+        if not p.exists():
+            raise DataError(p, "listed in the manifest but missing")
+        if p.stat().st_size != meta["size"]:
+            raise DataError(p, f"size {p.stat().st_size} differs from the manifest's {meta['size']}")
+        if check_hash and sha256_file(p) != meta["sha256"]:
+            raise DataError(p, "checksum differs from the manifest")
+    return manifest
+
+
+class SyntheticGenerator(Protocol):
+    """``generate(out, profile, seed)`` writes a complete dataset into the (empty) folder ``out``."""
+
+    def __call__(self, out: Path, profile: str, seed: int) -> None: ...
+
+
+def generate_dataset(generator: Callable[[Path, str, int], Any], out: Path, profile: str = "tiny",
+                     seed: int = 0, overwrite: bool = False) -> Path:
+    """Run a generator into a temporary folder, add a manifest, rename into place atomically."""
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        generator(tmp, profile, seed)
+        write_manifest(tmp, {"profile": profile, "seed": seed})
+    return out
+
+
+def cached_synthetic(domain: str, generator: Callable[[Path, str, int], Any], profile: str = "tiny",
+                     seed: int = 0, version: str = "1") -> Path:
+    """The domain's embedded synthetic data, generated once into the cache and reused."""
+    out = cache_root() / "data" / domain / f"{profile}-seed{seed}-v{version}"
+    if (out / "manifest.json").exists():
+        return out
+    try:
+        return generate_dataset(generator, out, profile, seed)
+    except FileExistsError:  # another process finished it first
+        return out
+
+
+def default_collate_to(batch: Any, device: torch.device, non_blocking: bool = True) -> Any:
+    """Move a nested batch (tensors in dicts / lists / tuples) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {k: default_collate_to(v, device, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [default_collate_to(v, device, non_blocking) for v in batch]
+        return type(batch)(moved) if isinstance(batch, tuple) and not hasattr(batch, "_fields") else moved
+    return batch
+
+
+def batch_size_of(batch: Any) -> int:
+    """Size of the leading dimension of the first tensor found in ``batch``."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.ndim else 1
+    if isinstance(batch, dict):
+        for v in batch.values():
+            n = batch_size_of(v)
+            if n:
+                return n
+    if isinstance(batch, (list, tuple)):
+        for v in batch:
+            n = batch_size_of(v)
+            if n:
+                return n
+    return 0

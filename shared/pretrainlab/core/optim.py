@@ -1,0 +1,75 @@
+"""Optimizers built from ``TrainConfig``: AdamW / Adam / SGD / LARS, no decay on biases and norms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from pretrainlab.core.config import TrainConfig
+
+
+class LARS(torch.optim.Optimizer):
+    """LARS (You et al., 2017) as used by SwAV / SimCLR: SGD with a layer-wise trust ratio.
+
+    Parameters with ``ndim <= 1`` (biases, norms) skip the trust ratio and weight decay.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 eta: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if p.ndim > 1:
+                    if g["weight_decay"]:
+                        d = d.add(p, alpha=g["weight_decay"])
+                    pn, dn = torch.norm(p), torch.norm(d)
+                    q = torch.where((pn > 0) & (dn > 0), g["eta"] * pn / dn, torch.ones_like(pn))
+                    d = d.mul(q)
+                st = self.state[p]
+                if "mu" not in st:
+                    st["mu"] = torch.zeros_like(p)
+                mu = st["mu"].mul_(g["momentum"]).add_(d)
+                p.add_(mu, alpha=-g["lr"])
+        return None
+
+
+def param_groups(params: Iterable[nn.Parameter], weight_decay: float, lr: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for p in params:
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay, "lr": lr, "base_lr": lr})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lr": lr, "base_lr": lr})
+    return groups
+
+
+def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float | None = None,
+                    weight_decay: float | None = None) -> torch.optim.Optimizer:
+    lr = cfg.lr if lr is None else lr
+    wd = cfg.weight_decay if weight_decay is None else weight_decay
+    groups = param_groups(params, wd, lr)
+    if not groups:
+        raise ValueError("no trainable parameters for the optimizer")
+    name = cfg.optimizer.lower()
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))  # type: ignore[arg-type]
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas))  # type: ignore[arg-type]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=cfg.momentum)
+    raise ValueError(f"unknown optimizer '{cfg.optimizer}' (use adamw, adam, sgd or lars)")

@@ -1,0 +1,31 @@
+"""Learning-rate and momentum schedules as pure functions of the step (no hidden state to save)."""
+
+from __future__ import annotations
+
+import math
+
+
+def lr_factor(step: int, max_steps: int, warmup_steps: int = 0, kind: str = "cosine",
+              min_ratio: float = 0.0) -> float:
+    """Multiplier of the base lr at optimizer step ``step`` (0-based).
+
+    Linear warm-up over ``warmup_steps`` from ``1/warmup`` to 1, then ``cosine`` (half cosine down
+    to ``min_ratio``), ``linear`` (straight down to ``min_ratio``) or ``constant``.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if kind == "constant":
+        return 1.0
+    span = max(1, max_steps - warmup_steps)
+    t = min(1.0, max(0.0, (step - warmup_steps) / span))
+    if kind == "cosine":
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if kind == "linear":
+        return min_ratio + (1.0 - min_ratio) * (1.0 - t)
+    raise ValueError(f"unknown schedule '{kind}' (use cosine, linear or constant)")
+
+
+def cosine_momentum(step: int, max_steps: int, base: float = 0.996, final: float = 1.0) -> float:
+    """BYOL's target momentum: ``1 - (1 - base) * (cos(pi k / K) + 1) / 2`` rising to ``final``."""
+    t = min(1.0, step / max(1, max_steps))
+    return final - (final - base) * (math.cos(math.pi * t) + 1.0) / 2.0
