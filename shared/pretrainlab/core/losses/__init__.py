@@ -1,7 +1,8 @@
 """Field-independent self-supervised losses (one file per family, named after the paper's term).
 
-All losses compute in float32 (inputs are cast with ``.float()``), so they are safe under bf16
-autocast, and never call ``.item()``.
+All losses compute in float32 (inputs are cast with ``.float()`` and autocast is disabled inside
+them, see ``_precision.float32_loss``), so they are safe under bf16 autocast; none calls
+``.item()``.
 """
 
 from pretrainlab.core.losses.barlow_twins import barlow_twins_loss

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from pretrainlab.core.distributed import all_gather_with_grad, is_distributed
+from pretrainlab.core.losses._precision import float32_loss
 
 
 def _batch_standardise(z: Tensor, eps: float = 1e-5) -> Tensor:
@@ -28,6 +29,7 @@ def _batch_standardise(z: Tensor, eps: float = 1e-5) -> Tensor:
     return (z - mean) / torch.sqrt(var + eps)
 
 
+@float32_loss
 def barlow_twins_loss(
     z1: Tensor,
     z2: Tensor,

@@ -13,7 +13,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from pretrainlab.core.losses._precision import float32_loss
 
+
+@float32_loss
 def byol_loss(online_pred: Tensor, target: Tensor) -> Tensor:
     """Normalised MSE ``mean_b(2 - 2 cos(p_b, z_b))`` with ``target`` detached.
 

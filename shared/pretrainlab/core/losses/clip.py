@@ -19,8 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pretrainlab.core.distributed import all_gather_with_grad, is_distributed, rank
+from pretrainlab.core.losses._precision import float32_loss
 
 
+@float32_loss
 def clip_loss(
     image: Tensor,
     text: Tensor,

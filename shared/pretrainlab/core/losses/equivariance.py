@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pretrainlab.core.losses._precision import float32_loss
+
 
 def rotation_bins(angle: Tensor, n_bins: int = 10) -> Tensor:
     """Quantise relative rotation angles into ``n_bins`` equal bins over ``[-pi, pi)``.
@@ -31,12 +33,15 @@ def rotation_bins(angle: Tensor, n_bins: int = 10) -> Tensor:
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    a = angle.double()
-    wrapped = torch.remainder(a + math.pi, 2 * math.pi)  # [0, 2pi)
-    idx = torch.floor(wrapped / (2 * math.pi) * n_bins).long()
+    # computed in the input's precision so that -pi and pi of that precision land in bin 0
+    a = angle if angle.is_floating_point() else angle.float()
+    two_pi = torch.tensor(2 * math.pi, dtype=a.dtype, device=a.device)
+    wrapped = torch.remainder(a + two_pi / 2, two_pi)  # [0, 2pi)
+    idx = torch.floor(wrapped / two_pi * n_bins).long()
     return idx.clamp_(0, n_bins - 1)
 
 
+@float32_loss
 def equivariance_classification_loss(logits: Tensor, target_bins: Tensor) -> Tensor:
     """Cross-entropy of the transformation-prediction head.
 

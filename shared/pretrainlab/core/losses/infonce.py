@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pretrainlab.core.distributed import all_gather_with_grad, is_distributed, rank
+from pretrainlab.core.losses._precision import float32_loss
 
 
+@float32_loss
 def info_nce(
     query: Tensor,
     keys: Tensor,
@@ -53,6 +55,7 @@ def info_nce(
     return F.cross_entropy(logits, positive_index.long())
 
 
+@float32_loss
 def nt_xent(
     z1: Tensor,
     z2: Tensor,

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from pretrainlab.core.losses._precision import float32_loss
 
+
+@float32_loss
 def masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean ``|pred - target|`` over the masked elements.
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pretrainlab.core.losses._precision import float32_loss
 from pretrainlab.core.losses.infonce import info_nce
 
 
+@float32_loss
 def point_info_nce(
     f1: Tensor,
     f2: Tensor,

@@ -31,9 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pretrainlab.core.distributed import is_distributed, world_size
+from pretrainlab.core.losses._precision import float32_loss
 
 
 @torch.no_grad()
+@float32_loss
 def sinkhorn_knopp(
     scores: Tensor,
     epsilon: float = 0.05,  # SwAV Sec. 4 / reference code default epsilon = 0.05
@@ -77,6 +79,7 @@ def sinkhorn_knopp(
     return q.t()
 
 
+@float32_loss
 def swav_loss(
     scores: Sequence[Tensor],
     assign_crops: tuple[int, ...] = (0, 1),  # SwAV: codes from the two 224 px crops
