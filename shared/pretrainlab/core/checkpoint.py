@@ -66,7 +66,7 @@ def load_tensors(path: Path, device: str | torch.device = "cpu") -> tuple[dict[s
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     except Exception as e:  # safetensors raises its own error types for bad headers / truncation
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
     for alias, target in json.loads(meta.pop("pretrainlab.aliases", "{}")).items():

@@ -61,7 +61,7 @@ def _discover() -> tuple[dict[str, Domain], dict[str, str]]:
                 continue
             broken[name] = f"missing dependency '{e.name}' (pip install 'pretrainlab[{name}]')"
             continue
-        except Exception as e:  # a broken domain must not break the CLI for the others
+        except Exception as e:  # noqa: BLE001 - a broken domain must not break the CLI for the others
             broken[name] = f"{type(e).__name__}: {e}"
             continue
         found[name] = mod.get_domain()
@@ -125,7 +125,7 @@ def demo_verb(domain: str) -> Verb:
     """The standard ``demo`` verb: launch ``apps/<domain>/app.py`` on 127.0.0.1."""
 
     def run(a: argparse.Namespace) -> int:
-        from pretrainlab.core.demo import load_app_module, launch
+        from pretrainlab.core.demo import launch, load_app_module
 
         mod = load_app_module(domain)
         launch(mod.build_demo(ckpt=a.ckpt), port=a.port)
@@ -153,7 +153,7 @@ def cmd_info(_: argparse.Namespace) -> int:
         except md.PackageNotFoundError:
             lines.append(f"  {pkg:16s} not installed")
     lines.append("devices:")
-    lines.append("  cpu: %d threads" % torch.get_num_threads())
+    lines.append(f"  cpu: {torch.get_num_threads()} threads")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             pr = torch.cuda.get_device_properties(i)
@@ -234,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from pretrainlab.core.config import ConfigError
     from pretrainlab.core.checkpoint import CheckpointError
+    from pretrainlab.core.config import ConfigError
     from pretrainlab.core.data import DataError
 
     try:

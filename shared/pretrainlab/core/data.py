@@ -135,6 +135,8 @@ def generate_dataset(generator: Callable[[Path, str, int], Any], out: Path, prof
                      seed: int = 0, overwrite: bool = False) -> Path:
     """Run a generator into a temporary folder, add a manifest, rename into place atomically."""
     out = Path(out)
+    if out.exists() and not overwrite:
+        raise DataError(out, "already exists; pass --overwrite to replace it")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         generator(tmp, profile, seed)
         write_manifest(tmp, {"profile": profile, "seed": seed})
@@ -149,8 +151,10 @@ def cached_synthetic(domain: str, generator: Callable[[Path, str, int], Any], pr
         return out
     try:
         return generate_dataset(generator, out, profile, seed)
-    except FileExistsError:  # another process finished it first
-        return out
+    except (FileExistsError, DataError):  # another process finished it first
+        if (out / "manifest.json").exists():
+            return out
+        raise
 
 
 def default_collate_to(batch: Any, device: torch.device, non_blocking: bool = True) -> Any:

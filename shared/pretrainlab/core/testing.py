@@ -46,7 +46,7 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
             with urllib.request.urlopen(url, timeout=5) as r:
                 if r.status < 500:
                     return
-        except Exception:
+        except OSError:  # URLError / connection refused while the server starts
             if time.time() - t0 > timeout:
                 raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
             time.sleep(0.2)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -149,7 +148,7 @@ class _Logger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(run_dir / "tb"))
-            except Exception:  # tensorboard not installed: metrics.jsonl is enough
+            except (ImportError, OSError):  # tensorboard not installed: metrics.jsonl is enough
                 self.tb = None
         if cfg.progress:
             from tqdm.auto import tqdm
@@ -218,9 +217,9 @@ class Trainer:
                 sampler: ResumableSampler | None) -> DataLoader:
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed)
-        kwargs: dict[str, Any] = dict(batch_size=cfg.batch_size, collate_fn=collate_fn,
-                                      num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
-                                      drop_last=True, generator=g)
+        kwargs: dict[str, Any] = {"batch_size": cfg.batch_size, "collate_fn": collate_fn,
+                                      "num_workers": cfg.num_workers, "pin_memory": self.device.type == "cuda",
+                                      "drop_last": True, "generator": g}
         if cfg.num_workers > 0:
             kwargs["persistent_workers"] = False
             kwargs["prefetch_factor"] = 4
@@ -455,5 +454,15 @@ def evaluate_batches(fn: Callable[[Any], Any], loader: Iterable[Any], device: to
     return out
 
 
-__all__ = ["Task", "OptimGroup", "Trainer", "TrainResult", "NonFiniteLossError", "select_device",
-           "autocast_dtype", "seed_everything", "set_deterministic", "evaluate_batches"]
+__all__ = [
+    "NonFiniteLossError",
+    "OptimGroup",
+    "Task",
+    "TrainResult",
+    "Trainer",
+    "autocast_dtype",
+    "evaluate_batches",
+    "seed_everything",
+    "select_device",
+    "set_deterministic",
+]

@@ -6,7 +6,6 @@ Heavy imports stay inside the verb functions so ``pretrainlab --help`` is fast.
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 from pretrainlab.core.cli import (
@@ -83,10 +82,14 @@ def load_encoder(ckpt: Path):  # -> SmallConvNet
 
 def _eval(a: argparse.Namespace) -> int:
     from pretrainlab.core.builtin.simclr import probe
+    from pretrainlab.core.checkpoint import read_meta
     from pretrainlab.core.io import atomic_write_json
 
-    metrics = probe(load_encoder(a.ckpt), a.data or synthetic_data("tiny"))
-    out = a.out or Path(a.ckpt) / "metrics.json"
+    profile = read_meta(a.ckpt)["config"].get("data_profile", "tiny")
+    metrics = probe(load_encoder(a.ckpt), a.data or synthetic_data(profile))
+    from pretrainlab.core.checkpoint import find_checkpoint
+
+    out = a.out or find_checkpoint(a.ckpt) / "metrics.json"
     atomic_write_json(out, metrics)
     print(metrics)
     return 0

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pretrainlab.core.augment import simclr_view
@@ -104,7 +103,7 @@ def probe(encoder: nn.Module, data_root: Path) -> dict[str, float]:
     tr, te = ImageFolder(Path(data_root) / "train"), ImageFolder(Path(data_root) / "test")
     ftr, fte = embed(encoder, tr.images), embed(encoder, te.images)
     lp = linear_probe(ftr.numpy(), tr.labels.numpy(), fte.numpy(), te.labels.numpy())
-    knn = knn_accuracy(ftr, tr.labels, fte, k=10, temperature=0.1)
+    knn = knn_accuracy(ftr, tr.labels, fte, te.labels, k=10, temperature=0.1)
     return {"linear_probe_acc": float(lp["accuracy"]), "knn_acc": float(knn)}
 
 
@@ -136,7 +135,7 @@ def reproduce(profile: str, out: Path, seeds: list[int] | None = None, data: Pat
         rand = SmallConvNet(cfg.model.width, cfg.model.feat_dim)
         for k, v in probe(rand, data).items():
             scores["random init"].setdefault(k, []).append(v)
-        task, res = pretrain(cfg, data, Path(out) / f"seed{s}")
+        task, _res = pretrain(cfg, data, Path(out) / f"seed{s}")
         device = str(next(task.parameters()).device)
         for k, v in probe(task.encoder.cpu(), data).items():
             scores["SimCLR"].setdefault(k, []).append(v)

@@ -1,0 +1,91 @@
+"""CLI: info, help with examples, the built-in recipe end to end (data, pretrain, resume, eval,
+reproduce, bench) and the results schema / report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pretrainlab.core import results as R
+from pretrainlab.core.cli import main
+
+
+def test_info_lists_versions_devices_domains(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torch" in out and "devices:" in out and "cpu:" in out
+    assert "simclr" in out and "domains:" in out
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["simclr", "pretrain", "--help"])
+    out = capsys.readouterr().out
+    assert "example:" in out and "pretrainlab simclr pretrain" in out
+
+
+def test_data_verb_writes_imagefolder_atomically(tmp_path: Path) -> None:
+    out = tmp_path / "shapes"
+    assert main(["simclr", "data", "--out", str(out), "--profile", "smoke"]) == 0
+    assert (out / "manifest.json").exists() and len(list((out / "train").glob("*/*.png"))) == 48
+    # a second run without --overwrite refuses (nothing half-written either way)
+    assert main(["simclr", "data", "--out", str(out), "--profile", "smoke"]) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name != "shapes"]
+
+
+def test_pretrain_resume_eval(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["simclr", "pretrain", "--profile", "smoke", "--out", str(run), "train.progress=false"]) == 0
+    assert (run / "checkpoints" / "step_000004").exists()
+    # resuming a finished run to a longer schedule continues from step 4
+    assert main(["simclr", "pretrain", "--profile", "smoke", "--out", str(run), "--resume",
+                 "train.max_steps=6", "train.progress=false"]) == 0
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert main(["simclr", "eval", "--ckpt", str(run)]) == 0
+    metrics = json.loads((run / "checkpoints" / "step_000006" / "metrics.json").read_text())
+    assert 0.0 <= metrics["linear_probe_acc"] <= 1.0
+
+
+def test_bad_override_and_checkpoint_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simclr", "pretrain", "--profile", "smoke", "--out", str(tmp_path), "train.lrr=1"]) == 2
+    assert "did you mean 'train.lr'" in capsys.readouterr().err
+    assert main(["simclr", "eval", "--ckpt", str(tmp_path / "missing")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_reproduce_smoke_writes_valid_results(tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    assert main(["simclr", "reproduce", "--profile", "smoke", "--out", str(out), "--seeds", "0", "1", "2"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    R.validate(res)
+    assert res["seeds"] == [0, 1, 2] and {r["name"] for r in res["rows"]} == {"random init", "SimCLR"}
+    assert len(res["rows"][0]["metrics"]["linear_probe_acc"]["values"]) == 3
+    assert (out / "results.md").exists() and list(out.glob("*.png"))
+    report = R.write_report([out / "results.json"], tmp_path / "report.md", {"lidar": "exit code 1"})
+    text = report.read_text()
+    assert "simclr" in text and "lidar" in text and "exit code 1" in text
+
+
+def test_bench_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["simclr", "bench", "--device", "cpu", "--steps", "2", "--warmup", "1", "--batch-size", "8",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["samples_per_s"] > 0 and res["device"].startswith("cpu") and "peak_mem_mb" in res
+
+
+@pytest.mark.parametrize("bad", [
+    {"rows": []},
+    {"rows": [{"name": "a", "metrics": {"m": {"mean": 1.0}}}]},
+    {"claims": [{"claim": "x", "holds": "yes", "evidence": ""}]},
+])
+def test_results_schema_rejects_malformed(bad: dict) -> None:  # type: ignore[type-arg]
+    good = {"domain": "d", "paper": "p", "profile": "smoke", "device": "cpu", "seeds": [0], "wall_time_s": 1.0,
+            "rows": [R.row("a", {"m": [1.0, 2.0]})], "claims": [R.claim("c", True, "e")]}
+    R.validate(good)
+    with pytest.raises(ValueError):
+        R.validate({**good, **bad})
+    assert R.summarize([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(2 ** 0.5), "values": [1.0, 3.0]}
