@@ -38,6 +38,8 @@ fi
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 echo "setup: installing Python packages into $VENV (first time: a few minutes, torch is large)"
 t0=$(date +%s)
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[${EXTRAS}]"
+# (the grep drops the notes about local package mirrors that pip's site config may list)
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[${EXTRAS}]" 2>&1 \
+  | { grep -v "^WARNING: Location 'file:" || true; }
 echo "$want" > "$STAMP"
 echo "setup: done in $(( $(date +%s) - t0 )) s ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

@@ -19,7 +19,11 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Runs and the synthetic-data cache go to per-session temporary folders (shared by all tests)."""
     old = {k: os.environ.get(k) for k in ("PRETRAINLAB_RUNS", "PRETRAINLAB_CACHE")}
     os.environ["PRETRAINLAB_RUNS"] = str(tmp_path_factory.mktemp("runs"))
-    os.environ["PRETRAINLAB_CACHE"] = os.environ.get("PRETRAINLAB_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
+    cache = os.environ.get("PRETRAINLAB_TEST_CACHE")
+    if not cache and os.environ.get("PYTEST_XDIST_WORKER"):
+        # pytest-xdist: the workers share one data cache (generation is atomic, so racing is safe)
+        cache = str(tmp_path_factory.getbasetemp().parent / "shared-cache")
+    os.environ["PRETRAINLAB_CACHE"] = cache or str(tmp_path_factory.mktemp("cache"))
     yield
     for k, v in old.items():
         if v is None:
