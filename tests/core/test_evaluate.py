@@ -118,7 +118,7 @@ def test_verification_accuracy() -> None:
     # train on B -> best threshold 0.5 (all correct); on A: 0.9,0.6 >= 0.5 same; 0.2,0.4 diff -> 1.0
     # train on A -> best threshold 0.6 (first maximum); on B: 0.7 same (ok), 0.5 diff (wrong), others ok -> 0.75
     assert E.verification_accuracy(s, same, folds=2) == pytest.approx((1.0 + 0.75) / 2)
-    assert E._best_threshold(np.array([0.1, 0.2]), np.array([False, False])) == float("inf")
+    assert E.best_threshold(np.array([0.1, 0.2]), np.array([False, False])) == float("inf")
 
 
 def test_verification_accuracy_brute_force() -> None:

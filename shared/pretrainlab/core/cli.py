@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -98,6 +99,33 @@ def add_reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<domain>/reproduce-<profile>)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the profile's, >= 3)")
     p.add_argument("--data", type=Path, default=None, help="real dataset folder for the full profile")
+
+
+def run_reproduce(domain: str, reproduce: Callable[..., Path], a: argparse.Namespace) -> int:
+    """Body of every ``reproduce`` verb: ``reproduce(profile, out, seeds, data)`` -> results file."""
+    from pretrainlab.core.data import runs_root
+
+    out = a.out or runs_root() / domain / f"reproduce-{a.profile}"
+    path = reproduce(a.profile, out, a.seeds, a.data)
+    print(path.parent / "results.md")
+    return 0
+
+
+def add_data_args(p: argparse.ArgumentParser, what: str = "the synthetic dataset") -> None:
+    """Arguments of every ``data`` verb (a synthetic generator that writes the field's real formats)."""
+    p.add_argument("--out", type=Path, required=True, help=f"folder to create ({what})")
+    p.add_argument("--profile", default="tiny", choices=["smoke", "tiny", "full"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+
+
+def run_generate(generate: Callable[..., Any], a: argparse.Namespace, **kwargs: Any) -> int:
+    """Body of every ``data`` verb: ``generate(out, profile, seed, **kwargs)`` written atomically."""
+    from pretrainlab.core.data import generate_dataset
+
+    out = generate_dataset(functools.partial(generate, **kwargs), a.out, a.profile, a.seed, overwrite=a.overwrite)
+    print(out)
+    return 0
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:

@@ -268,7 +268,8 @@ def load_config(cls: type[T], recipe: str | Path | None = None, *, recipes_dir: 
         path = resolve_recipe(recipe, recipes_dir) if recipes_dir else Path(recipe)
         data = read_yaml(path)
     profiles = data.pop("profiles", {}) or {}
-    data.pop("description", None)
+    if "description" not in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
+        data.pop("description", None)
     cfg = merge(cfg, data)
     if profile is not None:
         if profile not in PROFILES:

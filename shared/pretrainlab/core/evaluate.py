@@ -304,7 +304,7 @@ def far_key(far: float) -> str:
     return f"TAR@FAR={short}" if float(short) == far else f"TAR@FAR={far:g}"
 
 
-def _best_threshold(s: np.ndarray, y: np.ndarray) -> float:
+def best_threshold(s: np.ndarray, y: np.ndarray) -> float:
     """Threshold t maximising the accuracy of ``s >= t`` (candidates: every score, and +inf)."""
     cand = np.unique(s)
     gen = np.sort(s[y])
@@ -336,6 +336,7 @@ def verification_accuracy(scores: ArrayLike, same: ArrayLike, folds: int = 10) -
         raise ValueError(f"scores {s.shape} and same {y.shape} differ")
     accs = []
     for tr, te in KFold(n_splits=folds, shuffle=False).split(s):
-        t = _best_threshold(s[tr], y[tr])
+        t = best_threshold(s[tr], y[tr])
         accs.append(((s[te] >= t) == y[te]).mean())
     return float(np.mean(accs))
+
