@@ -1,0 +1,209 @@
+"""Readers on generated data, the simulator's outputs, and one test per class of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretrainlab.core.data import DataError
+from pretrainlab.lidar import formats as F
+
+
+def test_kitti_reader_on_generated_data(lidar_smoke: Path) -> None:
+    frames = F.load_frames(lidar_smoke, "train")
+    assert len(frames) == 8
+    n_obj = sum(len(f.objects) for f in frames)
+    assert n_obj > 0
+    f = frames[0]
+    assert f.points.dtype == np.float32 and f.points.shape[1] == 4
+    assert {o.cls for fr in frames for o in fr.objects} <= set(F.CLASSES)
+    # boxes stand on the ground (sensor 1.73 m above it) and objects have LiDAR points inside
+    for o in f.objects:
+        assert abs((o.box[2] - o.box[5] / 2) + 1.73) < 0.05
+        assert 0 <= F.kitti_difficulty(o) <= 2 or F.kitti_difficulty(o) == -1
+
+
+def test_label_camera_roundtrip(tmp_path: Path) -> None:
+    calib = F.Calib.default()
+    box = np.array([12.3, -4.5, -0.9, 4.1, 1.7, 1.5, 0.7], np.float32)
+    obj = F.Object3D("Car", box, 0.1, 1, (10.0, 20.0, 50.0, 60.0), score=0.9)
+    F.write_kitti_label(tmp_path / "000001.txt", [obj], calib)
+    back = F.read_kitti_label(tmp_path / "000001.txt", calib)
+    assert len(back) == 1 and back[0].score == pytest.approx(0.9)
+    np.testing.assert_allclose(back[0].box, box, atol=0.02)
+    (tmp_path / "c.txt").write_text(calib.to_text())
+    c2 = F.read_calib(tmp_path / "c.txt")
+    np.testing.assert_allclose(c2.P2, calib.P2, rtol=1e-9)
+
+
+def test_custom_and_open3d_formats(tmp_path: Path) -> None:
+    pts = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    np.save(tmp_path / "a.npy", pts)
+    np.testing.assert_allclose(F.read_points(tmp_path / "a.npy"), pts)
+    np.save(tmp_path / "b.npy", pts[:, :3])
+    assert F.read_points(tmp_path / "b.npy").shape == (100, 4)
+    for suf in (".pcd", ".ply"):
+        F.write_open3d_points(tmp_path / f"c{suf}", np.abs(pts))
+        back = F.read_points(tmp_path / f"c{suf}")
+        np.testing.assert_allclose(back[:, :3], np.abs(pts)[:, :3], atol=1e-5)
+    o = F.Object3D("Pedestrian", np.array([1, 2, -1, 0.8, 0.6, 1.7, 0.3], np.float32))
+    F.write_custom_label(tmp_path / "l.txt", [o])
+    back = F.read_custom_label(tmp_path / "l.txt")
+    assert back[0].cls == "Pedestrian"
+    np.testing.assert_allclose(back[0].box, o.box, atol=1e-4)
+
+
+def test_sequences_have_exact_flow(lidar_smoke: Path) -> None:
+    seqs = F.list_sequences(lidar_smoke)
+    assert seqs
+    scans = sorted((seqs[0] / "velodyne").glob("*.bin"))
+    p0, p1 = F.read_velodyne_bin(scans[0]), F.read_velodyne_bin(scans[1])
+    flow = np.load(seqs[0] / "flow" / f"{scans[0].stem}.npy")
+    assert flow.shape == (len(p0), 3)
+    poses = F.read_poses(seqs[0] / "poses.txt")
+    assert poses.shape == (len(scans), 4, 4)
+    assert np.isfinite(flow).all() and len(p1) > 0
+
+
+def test_scene_flow_is_exact() -> None:
+    """Warped points keep their coordinates in their object's frame (moving) or in the world (static)."""
+    from pretrainlab.lidar.simulator import LidarSimulator, Scene, SensorConfig
+
+    sim = LidarSimulator(SensorConfig(n_columns=256))
+    scene = Scene(np.random.default_rng(5))
+    scan = sim.scan(scene, 0.0, np.random.default_rng(6))
+    flow = sim.flow(scene, scan, 0.0, 0.1)
+
+    def world(p: np.ndarray, t: float) -> np.ndarray:
+        E = scene.ego_pose(t).copy()
+        E[2, 3] = sim.sensor.height
+        return p @ E[:3, :3].T + E[:3, 3]
+
+    w0, w1 = world(scan.points[:, :3], 0.0), world(scan.points[:, :3] + flow, 0.1)
+    moving = np.array([i >= 0 and (scene.actors[i].velocity != 0 or scene.actors[i].yaw_rate != 0) for i in scan.instance])
+    np.testing.assert_allclose(w1[~moving], w0[~moving], atol=1e-3)
+    assert moving.any()
+    for i in np.unique(scan.instance[moving]):
+        a = scene.actors[int(i)]
+        sel = scan.instance == i
+        l0 = (w0[sel] - a.pose(0.0)[:3, 3]) @ a.pose(0.0)[:3, :3]
+        l1 = (w1[sel] - a.pose(0.1)[:3, 3]) @ a.pose(0.1)[:3, :3]
+        np.testing.assert_allclose(l1, l0, atol=1e-3)
+
+
+def test_simulator_is_deterministic(tmp_path: Path) -> None:
+    from pretrainlab.lidar.simulator import LidarSimulator, Scene, SensorConfig
+
+    sim = LidarSimulator(SensorConfig(n_columns=256))
+    a = sim.scan(Scene(np.random.default_rng(3)), 0.0, np.random.default_rng(4))
+    b = sim.scan(Scene(np.random.default_rng(3)), 0.0, np.random.default_rng(4))
+    np.testing.assert_array_equal(a.points, b.points)
+    assert a.points[:, 3].min() >= 0 and a.points[:, 3].max() <= 1
+
+
+# ------------------------------------------------------------------------------ bad input
+
+def test_bin_size_not_multiple_of_16(tmp_path: Path) -> None:
+    p = tmp_path / "000000.bin"
+    p.write_bytes(b"\0" * 18)
+    with pytest.raises(DataError, match="multiple of 16") as e:
+        F.read_velodyne_bin(p)
+    assert str(p) in str(e.value)
+
+
+def test_nan_inf_points(tmp_path: Path) -> None:
+    pts = np.ones((10, 4), np.float32)
+    pts[3, 1] = np.nan
+    pts[5, 0] = np.inf
+    F.write_velodyne_bin(tmp_path / "x.bin", pts)
+    with pytest.raises(DataError, match="2 of 10 points hold NaN"):
+        F.read_velodyne_bin(tmp_path / "x.bin")
+
+
+def test_empty_scan(tmp_path: Path) -> None:
+    (tmp_path / "e.bin").write_bytes(b"")
+    with pytest.raises(DataError, match="empty scan"):
+        F.read_points(tmp_path / "e.bin")
+    np.save(tmp_path / "e.npy", np.zeros((0, 4), np.float32))
+    with pytest.raises(DataError, match="empty scan"):
+        F.read_points(tmp_path / "e.npy")
+
+
+def test_points_outside_range_are_cropped_and_counted() -> None:
+    pts = np.array([[1, 0, 0, 0], [100, 0, 0, 0], [5, -50, 0, 0], [5, 5, -10, 0]], np.float32)
+    kept, dropped = F.crop_to_range(pts, [0, -40, -3, 70.4, 40, 1])
+    assert len(kept) == 1 and dropped == 3
+
+
+def test_label_wrong_field_count_and_unknown_class(tmp_path: Path) -> None:
+    calib = F.Calib.default()
+    p = tmp_path / "l.txt"
+    p.write_text("Car 0 0 0 1 2 3\n")
+    with pytest.raises(DataError, match="line 1: 7 fields"):
+        F.read_kitti_label(p, calib)
+    p.write_text("Spaceship 0.00 0 0 1 2 3 4 1.5 1.6 4.0 1 2 10 0\n")
+    with pytest.raises(DataError, match="unknown class 'Spaceship'"):
+        F.read_kitti_label(p, calib)
+    p.write_text("1 2 3 4 5 6 0.1 Truck\n")
+    with pytest.raises(DataError, match="unknown class 'Truck'"):
+        F.read_custom_label(p)
+
+
+def test_missing_calibration(lidar_smoke: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "kitti"
+    shutil.copytree(lidar_smoke / "training", root / "training")
+    shutil.copytree(lidar_smoke / "ImageSets", root / "ImageSets")
+    (root / "training" / "calib" / "000000.txt").unlink()
+    with pytest.raises(DataError, match="calibration file missing") as e:
+        F.load_frames(root, "train")
+    assert "000000.txt" in str(e.value)
+
+
+def test_flow_file_mismatch(tmp_path: Path) -> None:
+    from pretrainlab.lidar.temporal_flow import read_flow
+
+    np.save(tmp_path / "f.npy", np.zeros((5, 3), np.float32))
+    with pytest.raises(DataError, match=r"expected \(7, 3\)"):
+        read_flow(tmp_path / "f.npy", 7)
+
+
+def test_failed_generation_leaves_nothing(tmp_path: Path) -> None:
+    from pretrainlab.core.data import generate_dataset
+
+    def broken(out: Path, profile: str, seed: int) -> None:
+        (out / "training").mkdir()
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        generate_dataset(broken, tmp_path / "d", "smoke", 0)
+    assert not (tmp_path / "d").exists()
+    assert not [p for p in tmp_path.iterdir()]
+
+
+def test_openpcdet_custom_layout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    (tmp_path / "ImageSets").mkdir()
+    (tmp_path / "ImageSets" / "train.txt").write_text("a\nb\n")
+    for n in ("a", "b"):
+        (tmp_path / "points").mkdir(exist_ok=True)
+        np.save(tmp_path / "points" / f"{n}.npy", rng.normal(size=(50, 4)).astype(np.float32))
+        F.write_custom_label(tmp_path / "labels" / f"{n}.txt",
+                             [F.Object3D("Car", np.array([5, 1, -1, 4, 2, 1.5, 0.1], np.float32))])
+    frames = F.load_frames(tmp_path, "train")
+    assert len(frames) == 2 and frames[0].calib is None and frames[1].objects[0].cls == "Car"
+
+
+def test_icp_flow_recovers_ego_motion() -> None:
+    from pretrainlab.lidar.temporal_flow import icp_flow
+
+    rng = np.random.default_rng(0)
+    prev = np.c_[rng.uniform(-20, 20, (3000, 2)), rng.uniform(-1, 3, 3000), np.zeros(3000)].astype(np.float32)
+    shift = np.array([0.3, -0.1, 0.0], np.float32)
+    cur = prev.copy()
+    cur[:, :3] += shift
+    flow = icp_flow(prev, cur)
+    np.testing.assert_allclose(flow.mean(0), shift, atol=0.02)
