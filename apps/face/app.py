@@ -1,0 +1,120 @@
+"""PETALface demo: verify two faces (similarity, quality weight a of each, decision) and identify a
+probe against a gallery (top-5 identities as a grid).
+
+``build_demo(ckpt=None)`` returns at once; the model is resolved on the first prediction (the given
+checkpoint, else the newest face checkpoint in runs/, else the smoke profile is trained first and
+the page says so).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from pretrainlab.core.data import DataError
+from pretrainlab.core.demo import MAX_UPLOAD_MB, guarded, resolve_checkpoint, validate_upload
+
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"]
+_LOCK = threading.Lock()
+_CACHE: dict[str, Any] = {}
+
+
+def train_smoke() -> Path:
+    """Pre-train + PETALface fine-tune at the smoke profile on the synthetic smoke data; the run folder."""
+    from pretrainlab.core.cli import default_run_dir
+    from pretrainlab.face.pipeline import load, synthetic_data, train
+
+    data = synthetic_data("smoke")
+    pre = default_run_dir("face", "demo-pretrain")
+    _, res = train(load("pretrain", "smoke", ["train.progress=false"]), data, pre)
+    run = default_run_dir("face", "demo-petalface")
+    train(load("petalface", "smoke", ["train.progress=false", f"init={res.checkpoint}"]), data, run)
+    return run
+
+
+def get_model(ckpt: str | Path | None = None) -> tuple[Any, Any, Path, str]:
+    """(task, cfg, checkpoint folder, message) — cached per checkpoint argument."""
+    from pretrainlab.face.pipeline import load_task
+
+    key = str(ckpt or "")
+    with _LOCK:
+        if key not in _CACHE:
+            folder, msg = resolve_checkpoint("face", ckpt, train_smoke)
+            task, cfg, folder = load_task(folder)
+            _CACHE[key] = (task, cfg, folder, msg)
+        return _CACHE[key]
+
+
+def verify_pair(img1: str | None, img2: str | None, ckpt: str | Path | None = None) -> tuple[str, list[tuple[str, str]]]:
+    """Markdown verdict + the two images captioned with their quality weight a."""
+    from pretrainlab.face.app_logic import compare_faces
+
+    p1 = validate_upload(img1, IMAGE_TYPES, what="first face image")
+    p2 = validate_upload(img2, IMAGE_TYPES, what="second face image")
+    task, cfg, folder, msg = get_model(ckpt)
+    r = compare_faces(task, cfg, folder, p1, p2)
+    verdict = "SAME PERSON" if r["same_person"] else "DIFFERENT PEOPLE"
+    md = (f"### {verdict}\n\ncosine similarity **{r['similarity']:.3f}** (threshold {r['threshold']:.3f}: "
+          f"{r['threshold_source']})\n\nquality weight a: **{r['quality_a'][0]:.2f}** / **{r['quality_a'][1]:.2f}** "
+          f"(a = 0.5 + score - threshold; high a routes to the high-quality adapter)\n\nmodel: {r['method']}; {msg}")
+    if r["notes"]:
+        md += "\n\nnotes: " + "; ".join(r["notes"])
+    return md, [(str(p1), f"a = {r['quality_a'][0]:.2f}"), (str(p2), f"a = {r['quality_a'][1]:.2f}")]
+
+
+def identify_probe(gallery: str | None, use_generated: bool, probe: str | None,
+                   ckpt: str | Path | None = None) -> tuple[str, list[tuple[str, str]]]:
+    """Markdown summary + the top-5 gallery identities as (image, caption) for a grid."""
+    from pretrainlab.face.app_logic import identify, read_gallery
+
+    p = validate_upload(probe, IMAGE_TYPES, what="probe face image")
+    task, cfg, _folder, msg = get_model(ckpt)
+    if gallery:
+        gpath = validate_upload(gallery, [".zip"], what="gallery zip")
+    elif use_generated:
+        from pretrainlab.face.pipeline import synthetic_data
+
+        gpath = synthetic_data(cfg.data_profile) / cfg.data.verify_dir  # the data the model was built for
+    else:
+        raise DataError("(gallery)", "upload a gallery zip of identity folders or tick 'use the generated gallery'")
+    g = read_gallery(task, cfg, gpath)
+    r = identify(task, cfg, g, p, k=5)
+    md = (f"### top-{len(r['top'])} of {len(g.folder.classes)} identities ({len(g.folder.paths)} images)\n\n"
+          f"probe quality weight a = **{r['quality_a']:.2f}**\n\n"
+          + "\n".join(f"{i + 1}. {t['identity']} ({t['similarity']:.3f})" for i, t in enumerate(r["top"]))
+          + f"\n\n{msg}")
+    return md, [(t["image"], f"{i + 1}. {t['identity']} ({t['similarity']:.2f})") for i, t in enumerate(r["top"])]
+
+
+def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
+    with gr.Blocks(title="PETALface") as demo:
+        gr.Markdown("## PETALface: low-resolution face recognition with quality-weighted twin LoRA\n"
+                    f"Uploads: images ({', '.join(IMAGE_TYPES)}) or a gallery .zip, up to {MAX_UPLOAD_MB} MB. "
+                    "The first prediction loads the model (or trains the smoke profile if there is none).")
+        with gr.Tab("Verify two faces"):
+            with gr.Row():
+                f1 = gr.File(label="face 1", file_types=IMAGE_TYPES, type="filepath", elem_id="face1")
+                f2 = gr.File(label="face 2", file_types=IMAGE_TYPES, type="filepath", elem_id="face2")
+            vbtn = gr.Button("Compare", variant="primary")
+            vout = gr.Markdown(elem_id="verify-out")
+            vgal = gr.Gallery(label="faces and their quality weight", columns=2, height=300, object_fit="contain")
+            vbtn.click(guarded(lambda a, b: verify_pair(a, b, ckpt)), [f1, f2], [vout, vgal])
+        with gr.Tab("Identify a probe"):
+            with gr.Row():
+                gz = gr.File(label="gallery (.zip of <identity>/<image>)", file_types=[".zip"], type="filepath")
+                use_gen = gr.Checkbox(value=True, label="use the generated gallery when no zip is given")
+                pf = gr.File(label="probe face", file_types=IMAGE_TYPES, type="filepath")
+            ibtn = gr.Button("Identify", variant="primary")
+            iout = gr.Markdown(elem_id="identify-out")
+            igal = gr.Gallery(label="top-5 identities", columns=5, height=240, object_fit="contain")
+            ibtn.click(guarded(lambda g, u, p: identify_probe(g, u, p, ckpt)), [gz, use_gen, pf], [iout, igal])
+    return demo
+
+
+if __name__ == "__main__":
+    from pretrainlab.core.demo import launch
+
+    launch(build_demo())

@@ -1,0 +1,83 @@
+"""The demo's pure functions (no browser) and one end-to-end browser test."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pretrainlab.core.data import DataError
+from pretrainlab.core.demo import load_app_module
+
+
+@pytest.fixture(scope="module")
+def app():
+    return load_app_module("face")
+
+
+def test_verify_pair_pure(app, smoke_data: Path, petal_ckpt: Path) -> None:
+    a = smoke_data / "verify" / "Person_0001" / "Person_0001_0001.png"
+    b = smoke_data / "verify" / "Person_0001" / "Person_0001_0002.png"
+    md, gal = app.verify_pair(str(a), str(b), ckpt=petal_ckpt)
+    assert ("SAME PERSON" in md or "DIFFERENT PEOPLE" in md) and "quality weight a" in md
+    assert len(gal) == 2 and gal[0][1].startswith("a = ")
+
+
+def test_identify_probe_pure(app, smoke_data: Path, petal_ckpt: Path, tmp_path: Path) -> None:
+    z = tmp_path / "gallery.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for person in ("Person_0001", "Person_0002", "Person_0003"):
+            for f in sorted((smoke_data / "verify" / person).iterdir())[:2]:
+                zf.write(f, f"people/{person}/{f.name}")
+    probe = smoke_data / "verify" / "Person_0002" / "Person_0002_0004.png"
+    md, grid = app.identify_probe(str(z), False, str(probe), ckpt=petal_ckpt)
+    assert "top-3 of 3 identities" in md and len(grid) == 3
+    md2, grid2 = app.identify_probe(None, True, str(probe), ckpt=petal_ckpt)
+    assert "top-5 of 10 identities" in md2 and len(grid2) == 5
+
+
+def test_bad_uploads_pure(app, tmp_path: Path, petal_ckpt: Path) -> None:
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    with pytest.raises(DataError, match="unsupported file type"):
+        app.verify_pair(str(txt), str(txt), ckpt=petal_ckpt)
+    fake = tmp_path / "fake.png"
+    fake.write_text("not really a png")
+    with pytest.raises(DataError, match="fake.png: not a readable image"):
+        app.verify_pair(str(fake), str(fake), ckpt=petal_ckpt)
+    with pytest.raises(DataError, match="please upload"):
+        app.identify_probe(None, True, None, ckpt=petal_ckpt)
+
+
+@pytest.mark.e2e
+def test_browser_verify_and_bad_upload(app, gradio_page, smoke_data: Path, petal_ckpt: Path, tmp_path: Path) -> None:
+    page, _ = gradio_page(app.build_demo(ckpt=petal_ckpt))
+    a = smoke_data / "verify" / "Person_0001" / "Person_0001_0001.png"
+    b = smoke_data / "verify" / "Person_0002" / "Person_0002_0001.png"
+    page.locator("#face1 input[type=file]").set_input_files(str(a))
+    page.locator("#face2 input[type=file]").set_input_files(str(b))
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Compare").click()
+    page.wait_for_selector("#verify-out :text('cosine similarity')", timeout=60_000)
+    text = page.locator("#verify-out").inner_text()
+    assert "quality weight a" in text and ("SAME PERSON" in text or "DIFFERENT PEOPLE" in text)
+    # bad upload: a text file renamed .png -> an error on the page, the app keeps serving
+    bad = tmp_path / "broken.png"
+    bad.write_text("garbage")
+    page.locator("#face1 button[aria-label='Clear']").first.click()
+    page.locator("#face1 input[type=file]").set_input_files(str(bad))
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Compare").click()
+    page.wait_for_selector(":text('not a readable image')", timeout=60_000)
+    page.locator("#face1 button[aria-label='Clear']").first.click()
+    page.locator("#face1 input[type=file]").set_input_files(str(a))
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Compare").click()
+    page.wait_for_selector("#verify-out :text('cosine similarity')", timeout=60_000)
+
+
+def test_model_without_checkpoint_trains_smoke_or_uses_newest(app) -> None:
+    _task, _cfg, folder, msg = app.get_model(None)
+    assert folder.name.startswith("step_") and ("trained the smoke profile" in msg or "newest" in msg)
+    assert app.build_demo() is not None
