@@ -15,7 +15,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	$(PY) -m pretrainlab.core.cli reproduce --all --profile $(PROFILE)
+	$(PY) -m pretrainlab.core.cli reproduce --all --profile $(PROFILE) --jobs $(JOBS)
 
 test: setup
 	$(PY) -m pytest -q -n $(JOBS) --dist loadfile --timeout 900

@@ -4,6 +4,9 @@ reproduce, bench) and the results schema / report."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,21 @@ def test_reproduce_smoke_writes_valid_results(tmp_path: Path) -> None:
     report = R.write_report([out / "results.json"], tmp_path / "report.md", {"lidar": "exit code 1"})
     text = report.read_text()
     assert "simclr" in text and "lidar" in text and "exit code 1" in text
+
+
+@pytest.mark.slow
+def test_reproduce_all_runs_domains_in_parallel(tmp_path: Path) -> None:
+    """``reproduce --all --jobs 2``: one process per domain, a log per domain, one report."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "pretrainlab.core.cli", "reproduce", "--all", "--profile", "smoke",
+                        "--jobs", "2", "--only", "simclr", "speech", "--out", str(tmp_path)],
+                       check=False, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for d in ("simclr", "speech"):
+        assert (tmp_path / d / "reproduce-smoke" / "results.json").exists()
+        assert (tmp_path / d / "reproduce-smoke" / "reproduce.log").stat().st_size > 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| simclr |" in text and "| speech |" in text
 
 
 def test_bench_writes_json(tmp_path: Path) -> None:

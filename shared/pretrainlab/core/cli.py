@@ -209,16 +209,38 @@ def cmd_reproduce_all(a: argparse.Namespace) -> int:
     root = a.out or runs_root()
     results, failures = [], {}
     t0 = time.time()
-    for i, name in enumerate(doms, 1):
-        out = root / name / f"reproduce-{a.profile}"
-        print(f"[{i}/{len(doms)}] {name}: reproducing ({a.profile}) -> {out}", file=sys.stderr, flush=True)
-        cmd = [sys.executable, "-m", "pretrainlab.core.cli", name, "reproduce", "--profile", a.profile, "--out", str(out)]
-        rc = subprocess.call(cmd)
-        if rc == 0 and (out / "results.json").exists():
-            results.append(out / "results.json")
-        else:
-            failures[name] = f"exit code {rc}"
-            print(f"[{i}/{len(doms)}] {name}: FAILED (exit {rc})", file=sys.stderr)
+    queue = list(enumerate(doms, 1))
+    running: dict[str, tuple[subprocess.Popen, Path, Any, float]] = {}
+    jobs = max(1, a.jobs)
+    while queue or running:
+        while queue and len(running) < jobs:
+            i, name = queue.pop(0)
+            out = root / name / f"reproduce-{a.profile}"
+            out.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "pretrainlab.core.cli", name, "reproduce", "--profile", a.profile,
+                   "--out", str(out)]
+            # one job streams to the terminal; parallel jobs write their own log (out/reproduce.log)
+            log = None if jobs == 1 else open(out / "reproduce.log", "w")  # noqa: SIM115
+            where = "" if log is None else f" (log: {out / 'reproduce.log'})"
+            print(f"[{i}/{len(doms)}] {name}: reproducing ({a.profile}) -> {out}{where}", file=sys.stderr, flush=True)
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if log else None),
+                             out, log, time.time())
+        time.sleep(0.2)
+        for name, (proc, out, log, start) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            del running[name]
+            if log is not None:
+                log.close()
+            if rc == 0 and (out / "results.json").exists():
+                results.append(out / "results.json")
+                print(f"{name}: done in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+            else:
+                failures[name] = f"exit code {rc}"
+                print(f"{name}: FAILED (exit {rc})", file=sys.stderr, flush=True)
+    order = list(doms)
+    results.sort(key=lambda r: order.index(r.parent.parent.name))
     report = write_report(results, root / "report.md", failures)
     print(f"reproduced {len(results)}/{len(doms)} domains in {time.time() - t0:.0f} s; report: {report}")
     return 0 if not failures else 1
@@ -240,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="tiny", choices=["smoke", "tiny", "full"])
     p.add_argument("--out", type=Path, default=None, help="root folder (default: runs/)")
     p.add_argument("--only", nargs="+", default=None, help="restrict to these domains")
+    p.add_argument("--jobs", type=int, default=1, help="domains reproduced at once (each in its own process)")
     p.set_defaults(func=cmd_reproduce_all)
     for name, dom in domains().items():
         dp = sub.add_parser(name, help=f"{dom.title} — {dom.paper}", description=f"{dom.title}\npaper: {dom.paper}",
