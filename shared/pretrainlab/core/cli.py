@@ -8,6 +8,8 @@ edit in the core). Domain modules import their heavy dependencies lazily, inside
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -209,38 +211,29 @@ def cmd_reproduce_all(a: argparse.Namespace) -> int:
     root = a.out or runs_root()
     results, failures = [], {}
     t0 = time.time()
-    queue = list(enumerate(doms, 1))
-    running: dict[str, tuple[subprocess.Popen, Path, Any, float]] = {}
     jobs = max(1, a.jobs)
-    while queue or running:
-        while queue and len(running) < jobs:
-            i, name = queue.pop(0)
-            out = root / name / f"reproduce-{a.profile}"
-            out.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "pretrainlab.core.cli", name, "reproduce", "--profile", a.profile,
-                   "--out", str(out)]
-            # one job streams to the terminal; parallel jobs write their own log (out/reproduce.log)
-            log = None if jobs == 1 else open(out / "reproduce.log", "w")  # noqa: SIM115
-            where = "" if log is None else f" (log: {out / 'reproduce.log'})"
-            print(f"[{i}/{len(doms)}] {name}: reproducing ({a.profile}) -> {out}{where}", file=sys.stderr, flush=True)
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if log else None),
-                             out, log, time.time())
-        time.sleep(0.2)
-        for name, (proc, out, log, start) in list(running.items()):
-            rc = proc.poll()
-            if rc is None:
-                continue
-            del running[name]
-            if log is not None:
-                log.close()
+
+    def run_one(i: int, name: str) -> tuple[str, Path, int]:
+        out = root / name / f"reproduce-{a.profile}"
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pretrainlab.core.cli", name, "reproduce", "--profile", a.profile,
+               "--out", str(out)]
+        # one job streams to the terminal; parallel jobs each write their own log (out/reproduce.log)
+        where = "" if jobs == 1 else f" (log: {out / 'reproduce.log'})"
+        print(f"[{i}/{len(doms)}] {name}: reproducing ({a.profile}) -> {out}{where}", file=sys.stderr, flush=True)
+        start = time.time()
+        with contextlib.nullcontext() if jobs == 1 else open(out / "reproduce.log", "w") as log:
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT if log else None)
+        print(f"{name}: {'done' if rc == 0 else f'FAILED (exit {rc})'} in {time.time() - start:.0f} s",
+              file=sys.stderr, flush=True)
+        return name, out, rc
+
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:  # map keeps the domains' order for the report
+        for name, out, rc in pool.map(run_one, range(1, len(doms) + 1), doms):
             if rc == 0 and (out / "results.json").exists():
                 results.append(out / "results.json")
-                print(f"{name}: done in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
             else:
                 failures[name] = f"exit code {rc}"
-                print(f"{name}: FAILED (exit {rc})", file=sys.stderr, flush=True)
-    order = list(doms)
-    results.sort(key=lambda r: order.index(r.parent.parent.name))
     report = write_report(results, root / "report.md", failures)
     print(f"reproduced {len(results)}/{len(doms)} domains in {time.time() - t0:.0f} s; report: {report}")
     return 0 if not failures else 1

@@ -339,4 +339,3 @@ def verification_accuracy(scores: ArrayLike, same: ArrayLike, folds: int = 10) -
         t = best_threshold(s[tr], y[tr])
         accs.append(((s[te] >= t) == y[te]).mean())
     return float(np.mean(accs))
-

@@ -13,9 +13,12 @@ from pretrainlab.core.cli import (
     Verb,
     add_bench_args,
     add_config_args,
+    add_data_args,
     add_reproduce_args,
     default_run_dir,
     demo_verb,
+    run_generate,
+    run_reproduce,
 )
 
 NAME = "simclr"
@@ -38,17 +41,12 @@ def synthetic_data(profile: str, seed: int = 0) -> Path:
 
 def _data(a: argparse.Namespace) -> int:
     from pretrainlab.core.builtin import shapes
-    from pretrainlab.core.data import generate_dataset
 
-    generate_dataset(shapes.generate, a.out, a.profile, a.seed, overwrite=a.overwrite)
-    return 0
+    return run_generate(shapes.generate, a)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--profile", default="tiny", choices=["smoke", "tiny", "full"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    add_data_args(p, "ImageFolder PNGs")
 
 
 def _pretrain(a: argparse.Namespace) -> int:
@@ -97,12 +95,8 @@ def _eval(a: argparse.Namespace) -> int:
 
 def _reproduce(a: argparse.Namespace) -> int:
     from pretrainlab.core.builtin.simclr import reproduce
-    from pretrainlab.core.data import runs_root
 
-    out = a.out or runs_root() / NAME / f"reproduce-{a.profile}"
-    path = reproduce(a.profile, out, a.seeds, a.data)
-    print(path.parent / "results.md")
-    return 0
+    return run_reproduce(NAME, reproduce, a)
 
 
 def _bench(a: argparse.Namespace) -> int:
