@@ -172,7 +172,7 @@ def build_demo(ckpt: str | Path | None = None):  # -> gr.Blocks
                     "the chosen geocell's Voronoi shape, the final guess (star) and the truth (X) when known.")
         with gr.Row():
             with gr.Column(scale=1):
-                image = gr.File(label="photo (.jpg / .png / .webp)", file_types=list(ALLOWED), type="filepath")
+                image = gr.File(label="photo (.jpg / .png / .webp)", file_types=list(ALLOWED), type="filepath", elem_id="geo-image")
                 preview = gr.Image(label="photo", interactive=False, height=200)
                 with gr.Row():
                     lat = gr.Number(label="true latitude (optional)", value=None)

@@ -196,7 +196,7 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                     "cloud (.bin KITTI float32 x y z i, .pcd, .ply, .npy); the detector finds cars, "
                     "pedestrians and cyclists.")
         with gr.Row():
-            inp = gr.File(label="point cloud (.bin / .pcd / .ply / .npy)", file_types=POINT_TYPES, type="filepath")
+            inp = gr.File(label="point cloud (.bin / .pcd / .ply / .npy)", file_types=POINT_TYPES, type="filepath", elem_id="lidar-upload")
             with gr.Column():
                 sample = gr.Slider(0, N_SAMPLES - 1, value=0, step=1, label="simulated scan (used when no upload)")
                 btn = gr.Button("Detect", variant="primary")

@@ -85,7 +85,7 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
         gr.Markdown("### SimCLR (built-in recipe)\nUpload a picture of a shape; the encoder pre-trained with "
                     "SimCLR on generated shapes finds its nearest neighbours.")
         with gr.Row():
-            inp = gr.File(label="image (.png / .jpg)", file_types=IMAGE_TYPES, type="filepath")
+            inp = gr.File(label="image (.png / .jpg)", file_types=IMAGE_TYPES, type="filepath", elem_id="simclr-image")
             with gr.Column():
                 label = gr.Label(label="k-NN vote", num_top_classes=3)
                 status = gr.Markdown(elem_id="simclr-status")

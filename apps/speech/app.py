@@ -161,7 +161,7 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                     f"up to {MAX_SECONDS:.0f} s). The first request loads the newest checkpoint or trains the "
                     "smoke profile (a few seconds).")
         with gr.Row():
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="audio")
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="audio", elem_id="speech-audio")
             with gr.Column():
                 seed = gr.Number(value=0, precision=0, label="alteration seed")
                 run = gr.Button("Analyse", variant="primary")

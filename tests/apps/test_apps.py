@@ -10,6 +10,7 @@ from PIL import Image
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
+from pretrainlab.core.testing import upload
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +52,17 @@ def test_bad_uploads(simclr_app, tmp_path: Path, name: str, content: bytes, matc
 @pytest.mark.e2e
 def test_simclr_demo_in_browser(simclr_app, shape_png: Path, gradio_page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page, _ = gradio_page(simclr_app.build_demo())
-    page.set_input_files("input[type=file]", str(shape_png))
-    page.get_by_text("circle.png").first.wait_for()
+    upload(page, shape_png, "#simclr-image")
     page.get_by_role("button", name="Find neighbours").click()
     page.get_by_text("cos ").first.wait_for()  # gallery captions
     assert "checkpoint" in page.locator("#simclr-status").inner_text()
     # bad upload: the error shows, the app keeps serving
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")
-    page.locator("button[aria-label='Clear']").first.click()
-    page.set_input_files("input[type=file]", str(bad))
-    page.get_by_text("bad.png").first.wait_for()
+    upload(page, bad, "#simclr-image")
     page.get_by_role("button", name="Find neighbours").click()
     page.get_by_text("not a readable image").first.wait_for()
-    page.locator("button[aria-label='Clear']").first.click()
-    page.set_input_files("input[type=file]", str(shape_png))
-    page.get_by_text("circle.png").first.wait_for()
+    upload(page, shape_png, "#simclr-image")
     page.get_by_role("button", name="Find neighbours").click()
     page.get_by_text("cos ").first.wait_for()
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from pretrainlab.core.cli import main
 from pretrainlab.core.data import DataError
+from pretrainlab.core.testing import upload
 
 
 def _png(path: Path, color=(220, 30, 30)) -> Path:
@@ -127,8 +128,7 @@ def test_demo_in_browser(gradio_page, smoke_run: Path, tmp_path: Path) -> None:
     page, _ = gradio_page(app.build_demo(ckpt=smoke_run))
     # upload a sample, classify, read the result on the page
     good = _png(tmp_path / "red.png")
-    page.locator("#clip-image input[type=file]").set_input_files(str(good))
-    page.wait_for_timeout(500)
+    upload(page, good, "#clip-image")
     page.locator("#clip-classify").click()
     page.locator("#clip-status").get_by_text("top:").wait_for(timeout=60_000)
     assert "checkpoint" in page.locator("#clip-status").inner_text()
@@ -136,8 +136,7 @@ def test_demo_in_browser(gradio_page, smoke_run: Path, tmp_path: Path) -> None:
     page.get_by_role("tab", name="Search").click()
     bad = tmp_path / "broken.zip"
     bad.write_bytes(b"this is not a zip")
-    page.locator("#clip-zip input[type=file]").set_input_files(str(bad))
-    page.wait_for_timeout(500)
+    upload(page, bad, "#clip-zip")
     page.locator("#clip-search").click()
     page.get_by_text("not a readable zip").first.wait_for(timeout=60_000)
     # ... and the app keeps serving

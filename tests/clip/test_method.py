@@ -143,7 +143,7 @@ def test_rocket_loss_goes_down(smoke_data) -> None:
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append(float(out["loss"]))
+        losses.append(out["loss"].item())
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 
 

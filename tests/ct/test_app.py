@@ -11,6 +11,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
+from pretrainlab.core.testing import upload
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +108,7 @@ def test_predict_slice(app) -> None:
 @pytest.mark.e2e
 def test_e2e_upload_reduce_and_bad_upload(app, gradio_page, nifti: Path, tmp_path: Path) -> None:
     page, _ = gradio_page(app.build_demo())
-    page.locator("#ct-upload input[type=file]").set_input_files(str(nifti))
-    page.wait_for_timeout(500)
+    upload(page, nifti, "#ct-upload")
     page.locator("#ct-run").click()
     page.get_by_text("case.nii.gz").first.wait_for(timeout=120_000)
     summary = page.locator("#ct-summary").inner_text(timeout=120_000)
@@ -120,10 +120,7 @@ def test_e2e_upload_reduce_and_bad_upload(app, gradio_page, nifti: Path, tmp_pat
     with zipfile.ZipFile(inner, "w") as z:
         z.writestr("x.dcm", b"x")
     bad = _zip(tmp_path / "nested.zip", {"inner.zip": inner.getvalue()})
-    page.locator("#ct-upload button[aria-label='Clear']").first.click() if page.locator(
-        "#ct-upload button[aria-label='Clear']").count() else None
-    page.locator("#ct-upload input[type=file]").set_input_files(str(bad))
-    page.wait_for_timeout(500)
+    upload(page, bad, "#ct-upload")
     page.locator("#ct-run").click()
     page.get_by_text("nested archive").first.wait_for(timeout=60_000)
     page.locator("#ct-phantom").click()

@@ -9,6 +9,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
+from pretrainlab.core.testing import upload
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,8 @@ def test_browser_verify_and_bad_upload(app, gradio_page, smoke_data: Path, petal
     page, _ = gradio_page(app.build_demo(ckpt=petal_ckpt))
     a = smoke_data / "verify" / "Person_0001" / "Person_0001_0001.png"
     b = smoke_data / "verify" / "Person_0002" / "Person_0002_0001.png"
-    page.locator("#face1 input[type=file]").set_input_files(str(a))
-    page.locator("#face2 input[type=file]").set_input_files(str(b))
-    page.wait_for_timeout(1500)
+    upload(page, a, "#face1")
+    upload(page, b, "#face2")
     page.get_by_role("button", name="Compare").click()
     page.wait_for_selector("#verify-out :text('cosine similarity')", timeout=60_000)
     text = page.locator("#verify-out").inner_text()
@@ -65,14 +65,10 @@ def test_browser_verify_and_bad_upload(app, gradio_page, smoke_data: Path, petal
     # bad upload: a text file renamed .png -> an error on the page, the app keeps serving
     bad = tmp_path / "broken.png"
     bad.write_text("garbage")
-    page.locator("#face1 button[aria-label='Clear']").first.click()
-    page.locator("#face1 input[type=file]").set_input_files(str(bad))
-    page.wait_for_timeout(1500)
+    upload(page, bad, "#face1")
     page.get_by_role("button", name="Compare").click()
     page.wait_for_selector(":text('not a readable image')", timeout=60_000)
-    page.locator("#face1 button[aria-label='Clear']").first.click()
-    page.locator("#face1 input[type=file]").set_input_files(str(a))
-    page.wait_for_timeout(1500)
+    upload(page, a, "#face1")
     page.get_by_role("button", name="Compare").click()
     page.wait_for_selector("#verify-out :text('cosine similarity')", timeout=60_000)
 

@@ -9,6 +9,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
+from pretrainlab.core.testing import upload
 
 app = load_app_module("geo")
 
@@ -48,7 +49,7 @@ def test_predict_pure(geo_run: Path, geo_data: Path, tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_demo_in_browser(gradio_page, geo_run: Path, geo_data: Path, tmp_path: Path) -> None:
     page, _ = gradio_page(app.build_demo(ckpt=geo_run))
-    page.locator("input[type=file]").first.set_input_files(str(geo_data / "images" / "test" / "test000001.jpg"))
+    upload(page, geo_data / "images" / "test" / "test000001.jpg", "#geo-image")
     page.get_by_role("button", name="Locate").click()
     result = page.locator("#geo-result")
     result.get_by_text("Guess").wait_for(timeout=120_000)
@@ -58,21 +59,15 @@ def test_demo_in_browser(gradio_page, geo_run: Path, geo_data: Path, tmp_path: P
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
     page.get_by_role("button", name="Pick a generated image").click()  # replaces the file, sets the truth
-    page.get_by_label("true latitude (optional)").and_(page.locator("input")).first.wait_for()
-    page.wait_for_timeout(1000)
+    lat = page.get_by_label("true latitude (optional)").and_(page.locator("input")).first
+    page.wait_for_function("(el) => el.value !== ''", arg=lat.element_handle(), timeout=60_000)  # the pick landed
+    page.get_by_text(".jpg").first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Locate").click()
     result.get_by_text("Error").wait_for(timeout=60_000)  # the truth is known: error in km shown
-    clear = page.get_by_role("button", name="Clear")
-    if clear.count():
-        clear.first.click()
-    page.locator("input[type=file]").first.set_input_files(str(bad))
-    page.wait_for_timeout(1000)
+    upload(page, bad, "#geo-image")
     page.get_by_role("button", name="Locate").click()
     page.get_by_text("not a readable image").first.wait_for(timeout=60_000)
     # still serving: a good image works again
-    if clear.count():
-        clear.first.click()
-    page.locator("input[type=file]").first.set_input_files(str(geo_data / "images" / "test" / "test000002.jpg"))
-    page.wait_for_timeout(1000)
+    upload(page, geo_data / "images" / "test" / "test000002.jpg", "#geo-image")
     page.get_by_role("button", name="Locate").click()
     result.get_by_text("Guess").wait_for(timeout=60_000)

@@ -9,6 +9,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
+from pretrainlab.core.testing import upload
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,7 @@ def test_build_demo_is_fast_and_lazy(app) -> None:
 @pytest.mark.e2e
 def test_browser_upload_render_and_error(app, smoke_run: Path, smoke_data: Path, tmp_path: Path, gradio_page) -> None:
     page, _ = gradio_page(app.build_demo(ckpt=smoke_run))
-    page.locator("input[type=file]").first.set_input_files(str(smoke_data / "samples/1.dng"))
-    page.wait_for_timeout(500)
+    upload(page, smoke_data / "samples/1.dng", "#isp-upload")
     page.click("#isp-render-upload")
     page.wait_for_function("() => document.querySelector('#isp-info textarea')?.value.includes('1.dng')",
                            timeout=60_000)
@@ -67,8 +67,7 @@ def test_browser_upload_render_and_error(app, smoke_run: Path, smoke_data: Path,
     bad.write_bytes(b"not a raw file at all")
     page.reload()  # a fresh upload box (the uploaded file replaced the input)
     page.wait_for_selector(".gradio-container", state="visible")
-    page.locator("input[type=file]").first.set_input_files(str(bad))
-    page.wait_for_timeout(500)
+    upload(page, bad, "#isp-upload")
     page.click("#isp-render-upload")
     page.get_by_text("rawpy cannot read").first.wait_for(timeout=30_000)
     page.click("#isp-render-sample")  # still serving

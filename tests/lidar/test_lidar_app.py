@@ -9,6 +9,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
+from pretrainlab.core.testing import upload
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_browser_upload_detect_and_bad_upload(app, lidar_detector_ckpt: Path, li
                                               gradio_page) -> None:
     page, _url = gradio_page(app.build_demo(ckpt=lidar_detector_ckpt))
     scan = lidar_smoke / "training" / "velodyne" / "000001.bin"
-    page.locator("input[type=file]").first.set_input_files(str(scan))
+    upload(page, scan, "#lidar-upload")
     page.get_by_role("button", name="Detect").click()
     page.wait_for_selector("#lidar-status:has-text('detections')", timeout=60_000)
     assert "000001.bin" in page.locator("#lidar-status").inner_text()
@@ -68,12 +69,9 @@ def test_browser_upload_detect_and_bad_upload(app, lidar_detector_ckpt: Path, li
     # a bad upload shows the error and the app keeps serving
     bad = tmp_path / "broken.bin"
     bad.write_bytes(b"\0" * 10)
-    clear = page.get_by_role("button", name="Clear")
-    if clear.count():
-        clear.first.click()
-    page.locator("input[type=file]").first.set_input_files(str(bad))
+    upload(page, bad, "#lidar-upload")
     page.get_by_role("button", name="Detect").click()
     page.wait_for_selector("text=multiple of 16", timeout=30_000)
-    page.locator("input[type=file]").first.set_input_files(str(scan))
+    upload(page, scan, "#lidar-upload")
     page.get_by_role("button", name="Detect").click()
     page.wait_for_selector("#lidar-status:has-text('000001.bin')", timeout=60_000)

@@ -9,6 +9,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
+from pretrainlab.core.testing import upload
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +55,10 @@ def test_posteriorgram_image(app) -> None:
     assert img.ndim == 3 and img.shape[2] == 3
 
 
-def _upload(page, path: Path) -> None:
-    """Clear the audio component if it holds a file, then upload ``path``."""
-    clear = page.get_by_label("Clear")
-    if clear.count():
-        clear.first.click()
-    page.set_input_files("input[type=file]", str(path))
-    page.wait_for_timeout(800)
-
-
 @pytest.mark.e2e
 def test_demo_in_browser(app, gradio_page, smoke_run: Path, sample: Path, tmp_path: Path) -> None:
     page, _ = gradio_page(app.build_demo(ckpt=smoke_run))
-    _upload(page, sample)
+    upload(page, sample, "#speech-audio")
     page.get_by_role("button", name="Analyse").click()
     page.wait_for_selector("#speech-status :text('frames')", timeout=90_000)
     assert "L1 on the altered positions" in page.inner_text("#speech-status")
@@ -74,11 +66,11 @@ def test_demo_in_browser(app, gradio_page, smoke_run: Path, sample: Path, tmp_pa
     # a bad upload shows the error and the app keeps serving
     bad = tmp_path / "broken.wav"
     bad.write_text("definitely not audio")
-    _upload(page, bad)
+    upload(page, bad, "#speech-audio")
     page.get_by_role("button", name="Analyse").click()
     page.wait_for_selector("text=/broken.wav: not a readable audio file/", timeout=60_000)
     other = next(sample.parent.parent.joinpath("no").glob("*.wav"))
-    _upload(page, other)
+    upload(page, other, "#speech-audio")
     page.get_by_role("button", name="Analyse").click()
     page.wait_for_selector(f"#speech-status :text('no/{other.name}'), #speech-status :text('{other.name}')",
                            timeout=60_000)

@@ -85,3 +85,42 @@ def browser_page(timeout_ms: int = 60_000) -> Iterator[Any]:
         finally:
             ctx.close()
             shutil.rmtree(profile, ignore_errors=True)
+
+
+def upload(page: Any, path: str | os.PathLike[str], scope: str = "body", timeout_ms: int = 60_000) -> None:
+    """Put ``path`` into the upload component under the CSS ``scope`` and wait until it holds it.
+
+    What a user does: press the component's Clear button if it holds a file, wait for the empty
+    drop zone, choose the file, and see the component take it (its name shows, or the drop zone
+    gives way to the file's preview, as in ``gr.Audio``). Waiting on those states, not on a fixed
+    sleep, keeps browser tests steady on a loaded CI machine, where a click can land while Gradio
+    still re-renders the component. The file is chosen again (up to three times) if the component
+    does not take it; one that never does fails with the file and the scope named.
+    """
+    from pathlib import Path
+
+    root = page.locator(scope).first
+    clear = root.locator("button[aria-label='Clear']")
+    before = clear.count()
+    if before:
+        clear.first.click()
+        _poll(page, lambda: clear.count() < before, timeout_ms)
+    name = Path(path).name
+    box = root.locator("input[type=file]").first
+    shown = root.get_by_text(name)
+    for _ in range(3):
+        box.wait_for(state="attached", timeout=timeout_ms)
+        box.set_input_files(str(path), timeout=timeout_ms)
+        if _poll(page, lambda: box.count() == 0 or (shown.count() > 0 and shown.first.is_visible()), timeout_ms // 3):
+            return
+    raise AssertionError(f"the upload of {name} into {scope!r} never showed in the page")
+
+
+def _poll(page: Any, done: Any, timeout_ms: int) -> bool:
+    """Check ``done()`` every 100 ms (letting the page run) until it holds or ``timeout_ms`` passes."""
+    t0 = time.time()
+    while time.time() - t0 < timeout_ms / 1000:
+        if done():
+            return True
+        page.wait_for_timeout(100)
+    return False
