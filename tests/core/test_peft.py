@@ -216,3 +216,27 @@ def test_bf16_autocast_cpu() -> None:
     with P.mixing_weights(lin, torch.rand(3, 2)), torch.autocast("cpu", dtype=torch.bfloat16):
         y = lin(x)
     assert y.shape == (3, 4) and torch.isfinite(y.float()).all()
+
+
+def test_each_adapter_draws_its_own_dropout_mask() -> None:
+    """Twin adapters with equal weights and mixing (1, -1): their outputs cancel unless the masks differ."""
+    torch.manual_seed(0)
+    lin = P.LoRALinear(nn.Linear(16, 8), r=4, alpha=4, n_adapters=2, dropout=0.5)
+    with torch.no_grad():
+        lin.lora_A[1].copy_(lin.lora_A[0])
+        lin.lora_B.normal_()
+        lin.lora_B[1].copy_(lin.lora_B[0])
+    x = torch.randn(32, 16)
+    with P.mixing_weights(lin, torch.tensor([1.0, -1.0])):
+        lin.train()
+        assert (lin(x) - lin.base(x)).abs().max() > 1e-3  # independent masks
+        lin.eval()
+        assert torch.allclose(lin(x), lin.base(x), atol=1e-6)  # no dropout: the twins cancel
+    # the training path with per-adapter masks equals the fused path when no unit is dropped
+    lin.dropout.p = 0.0
+    lin.train()
+    w = torch.rand(32, 2)
+    with P.mixing_weights(lin, w):
+        y_train = lin(x)
+        lin.eval()
+        assert torch.allclose(y_train, lin(x), atol=1e-5)

@@ -26,6 +26,14 @@ def test_linear_and_constant() -> None:
         lr_factor(1, 10, kind="step")
 
 
+def test_poly_like_insightface() -> None:
+    # insightface PolyScheduler: base_lr * (1 - (k - warmup) / (total - warmup)) ** 2 after warm-up
+    assert lr_factor(10, 110, warmup_steps=10, kind="poly") == pytest.approx(1.0)
+    assert lr_factor(60, 110, warmup_steps=10, kind="poly") == pytest.approx(0.25)
+    assert lr_factor(35, 110, warmup_steps=10, kind="poly", power=1.0) == pytest.approx(0.75)
+    assert lr_factor(110, 110, warmup_steps=10, kind="poly", min_ratio=0.1) == pytest.approx(0.1)
+
+
 def test_byol_momentum_schedule() -> None:
     # BYOL Sec. 3.2: tau = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2
     assert cosine_momentum(0, 100, 0.996) == pytest.approx(0.996)

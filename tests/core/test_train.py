@@ -132,6 +132,25 @@ def test_optim_groups_update_only_their_params(tmp_path: Path) -> None:
     assert torch.equal(task.d.weight, d1) and not torch.equal(task.g.weight, g1)
 
 
+class ClipDOnly(TwoGroups):
+    """The GAN-shaped task with the discriminator's gradient clipped and the generator's not."""
+
+    def optim_groups(self) -> list[OptimGroup]:
+        return [OptimGroup("g", "g_loss", list(self.g.parameters())),
+                OptimGroup("d", "d_loss", list(self.d.parameters()), clip_grad=1e-3)]
+
+
+def test_per_group_clip_grad(tmp_path: Path) -> None:
+    task = ClipDOnly()
+    params = [p.detach().clone() for p in (*task.g.parameters(), *task.d.parameters())]
+    Trainer(_cfg(max_steps=1, optimizer="sgd", momentum=0.0, lr=0.1), tmp_path).fit(task, _regression())
+    moved = [p.detach() - p0 for p, p0 in zip((*task.g.parameters(), *task.d.parameters()), params)]
+    g_step = torch.linalg.vector_norm(torch.cat([m.flatten() for m in moved[:2]]))
+    d_step = torch.linalg.vector_norm(torch.cat([m.flatten() for m in moved[2:]]))
+    assert d_step <= 0.1 * 1e-3 * (1 + 1e-4)  # lr x the group's max norm
+    assert g_step > 100 * d_step  # train.clip_grad = 0: the generator is not clipped
+
+
 def _run_worker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
     return subprocess.run([sys.executable, str(HERE / "_workers.py"), *args], env=env, capture_output=True,

@@ -93,9 +93,10 @@ class FaceConfig:
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
-    # AdamW, wd 0.1, lr 5e-4, warm-up, grad clip 5 (reference code); polynomial decay -> linear (core)
+    # AdamW, wd 0.1, lr 5e-4, warm-up, polynomial decay (power 2, insightface's PolyScheduler: power to
+    # confirm), grad clip 5 (reference code)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        batch_size=128, lr=5e-4, weight_decay=0.1, optimizer="adamw", schedule="linear", warmup_steps=100,
+        batch_size=128, lr=5e-4, weight_decay=0.1, optimizer="adamw", schedule="poly", poly_power=2.0, warmup_steps=100,
         clip_grad=5.0, max_steps=10000))
     init: str = ""  # checkpoint of the pre-trained backbone (fine-tuning methods)
     data_profile: str = "tiny"  # which synthetic set to generate when --data is not given

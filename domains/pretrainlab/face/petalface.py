@@ -15,8 +15,7 @@ Methods (``cfg.method``):
 
 The trainable fraction is reported over the backbone (the classifier of the fine-tuning
 identities is a separate, dataset-specific matrix, as in the paper's 0.48 % figure).
-Deviations: the core's multi-LoRA shares one dropout mask between the two adapters (the reference
-code draws one per adapter).
+Each adapter draws its own dropout mask, as in the reference code (``pretrainlab.core.peft``).
 """
 
 from __future__ import annotations

@@ -194,9 +194,7 @@ def reproduce(profile: str, out: Path, seeds: list[int] | None = None, data: Pat
             (f"Swin face backbone at {pcfg.model.image_size}px, embed {pcfg.model.embed_dim}, depths {pcfg.model.depths} "
             "(paper: 120px, 384, [2, 18, 2]) pre-trained by this project for "
             f"{pcfg.train.max_steps} steps per seed; one pre-training per seed, every fine-tune of that seed starts from it"),
-            "linear lr decay after warm-up (the core's schedules) instead of the reference code's polynomial decay",
             "quality score: the weight-free relative-Laplacian-energy sharpness (offline) instead of pyiqa CNNIQA",
-            "the two adapters share one dropout mask (core multi-LoRA)",
             f"TAR@FAR at 1e-1 (few synthetic pairs) instead of IJB's 1e-4; HR 'keeps' tolerance {tol:g} point",
         ],
     }

@@ -79,6 +79,7 @@ class LossConfig:
     colour_hidden: int = 512  # colour MLP 768 -> 512 -> 512 -> 1 (ref code)
     d_every: int = 10  # discriminators stepped once every 10 generator steps (ref code)
     d_lr: float = 1e-5  # ref code: discriminator Adam lr 1e-5 (generator: train.lr = 5e-4)
+    d_clip_grad: float = 1.0  # ref code: the discriminators' gradient norm clipped at 1 (the generator's: train.clip_grad)
 
 
 @dataclasses.dataclass
@@ -89,7 +90,7 @@ class ISPConfig:
     conventional: ConventionalISPConfig = dataclasses.field(default_factory=ConventionalISPConfig)
     features: FeatureNetConfig = dataclasses.field(default_factory=FeatureNetConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
-    # ref code: G Adam lr 5e-4 betas (0.5, 0.9), batch 32, constant lr; clip 1 (ref code clips D)
+    # ref code: G Adam lr 5e-4 betas (0.5, 0.9), batch 32, constant lr, no clipping (D: loss.d_clip_grad)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
-        batch_size=32, lr=5e-4, optimizer="adam", betas=(0.5, 0.9), schedule="constant", clip_grad=1.0,
+        batch_size=32, lr=5e-4, optimizer="adam", betas=(0.5, 0.9), schedule="constant", clip_grad=0.0,
         weight_decay=0.0, max_steps=1000, log_every=10, channels_last=True))

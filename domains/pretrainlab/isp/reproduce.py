@@ -134,7 +134,6 @@ def reproduce(profile: str, out: Path, seeds: list[int] | None = None, data: Pat
         "Conventional ISP: Menon 2007 in torch without the optional refining step.",
         "Texture discriminators pool their last feature map to 4x4 before FC 1024 (size-agnostic).",
         "R1 / R2 are taken w.r.t. the discriminators' input features (frozen-network outputs).",
-        "One train.clip_grad (1.0) for both optimizer groups (ref code clips the discriminator).",
         "The final checkpoint is evaluated (ref code selects by PSNR on a paired validation set).",
         "LPIPS is not reported: its weights are not available offline.",
     ]

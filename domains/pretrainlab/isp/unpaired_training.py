@@ -13,8 +13,9 @@ Generator loss (balanced: each term / ||grad_theta term||, times its weight)::
 Discriminators: relativistic softplus + gamma/2 (R1 + R2). Real images: the shuffled / disjoint
 targets (unpaired) or the paired targets (paired).
 
-Deviations: the core clips all groups with one ``train.clip_grad`` (ref code: clip 1 on D);
-the final checkpoint is evaluated (the ref code picks the best by PSNR on a paired validation set).
+Optimisers as in the ref code: the discriminators' gradient norm is clipped at ``loss.d_clip_grad``
+(1), the generator's at ``train.clip_grad`` (0: off). Deviation: the final checkpoint is evaluated
+(the ref code picks the best by PSNR on a paired validation set).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class ISPTask(Task):
         groups = [OptimGroup("generator", "loss", self.generator_params())]
         if self.adversarial:
             groups.append(OptimGroup("discriminators", "d_loss", self.discriminator_params(),
-                                     lr=self.cfg.loss.d_lr, every=self.cfg.loss.d_every))
+                                     lr=self.cfg.loss.d_lr, every=self.cfg.loss.d_every,
+                                     clip_grad=self.cfg.loss.d_clip_grad))
         return groups
 
     def on_step_end(self, step: int, max_steps: int) -> None:

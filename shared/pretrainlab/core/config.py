@@ -34,12 +34,13 @@ class TrainConfig:
     batch_size: int = 32  # per process, per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3
-    min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio (cosine / linear)
+    min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio (cosine / linear / poly)
     weight_decay: float = 0.0
     optimizer: str = "adamw"  # adamw | adam | sgd | lars
     momentum: float = 0.9  # sgd / lars
     betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "cosine"  # cosine | linear | constant
+    schedule: str = "cosine"  # cosine | linear | poly | constant
+    poly_power: float = 2.0  # exponent of the poly schedule: lr * (1 - t) ** poly_power
     warmup_steps: int = 0
     clip_grad: float = 0.0  # max global grad norm; 0 = off
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32

@@ -25,8 +25,9 @@ Mixing-weight semantics (``set_mixing_weights`` / ``mixing_weights``):
     windows: ``(B * nW, N, C)`` with the batch as the outer index), each weight row is repeated
     ``m`` times (``repeat_interleave``). Weights are used as given: no clamping or normalisation.
 
-Deviations from the libraries / papers: the ``K`` adapters share one dropout mask (peft and the
-PETALface code draw one per adapter); the adapter weights are stacked as ``lora_A`` ``(K, r, in)``
+Dropout: while training, each of the ``K`` adapters draws its own dropout mask on its input, as
+peft and the PETALface code do (one ``nn.Dropout`` per adapter); with ``K == 1`` this is plain
+LoRA dropout. Layout: the adapter weights are stacked as ``lora_A`` ``(K, r, in)``
 and ``lora_B`` ``(K, out, r)`` parameters; the wrapped layer's weights live under ``.base``
 (state-dict keys ``<name>.base.weight``), as peft's ``base_layer``.
 """
@@ -165,14 +166,19 @@ class LoRALinear(nn.Module):
             if self.mixing is not None and self.mixing.dim() != 1:
                 raise RuntimeError("this LoRA layer is merged; per-sample mixing weights need unmerge_lora() first")
             return y
-        h = self.dropout(x)
-        if self.n_adapters == 1 and self.mixing is None:
-            return y + self.scaling * F.linear(F.linear(h, self.lora_A[0]), self.lora_B[0])
         k, r = self.n_adapters, self.r
-        # F.linear (not einsum) so that autocast picks the compute dtype
-        u = F.linear(h, self.lora_A.reshape(k * r, self.in_features))  # (B, ..., K * r)
-        u = u.unflatten(-1, (k, r))  # (B, ..., K, r)
-        w = self._sample_weights(h)
+        if k == 1 and self.mixing is None:
+            h = self.dropout(x)
+            return y + self.scaling * F.linear(F.linear(h, self.lora_A[0]), self.lora_B[0])
+        if self.training and isinstance(self.dropout, nn.Dropout):
+            # one dropout mask per adapter: drop on K copies of the input, then A_k on copy k
+            h = self.dropout(x.unsqueeze(-2).expand(*x.shape[:-1], k, self.in_features))  # (B, ..., K, in)
+            u = torch.matmul(h.unsqueeze(-2), self.lora_A.transpose(1, 2)).squeeze(-2)  # (B, ..., K, r)
+        else:
+            # F.linear (not einsum) so that autocast picks the compute dtype
+            u = F.linear(x, self.lora_A.reshape(k * r, self.in_features))  # (B, ..., K * r)
+            u = u.unflatten(-1, (k, r))  # (B, ..., K, r)
+        w = self._sample_weights(x)
         u = u / k if w is None else u * w.to(u.dtype)
         b_flat = self.lora_B.permute(1, 0, 2).reshape(self.out_features, k * r)  # (out, K * r)
         delta = F.linear(u.flatten(-2), b_flat)

@@ -6,11 +6,13 @@ import math
 
 
 def lr_factor(step: int, max_steps: int, warmup_steps: int = 0, kind: str = "cosine",
-              min_ratio: float = 0.0) -> float:
+              min_ratio: float = 0.0, power: float = 2.0) -> float:
     """Multiplier of the base lr at optimizer step ``step`` (0-based).
 
     Linear warm-up over ``warmup_steps`` from ``1/warmup`` to 1, then ``cosine`` (half cosine down
-    to ``min_ratio``), ``linear`` (straight down to ``min_ratio``) or ``constant``.
+    to ``min_ratio``), ``linear`` (straight down to ``min_ratio``), ``poly`` (``(1 - t) ** power``
+    down to ``min_ratio``: insightface's ``PolyScheduler``, power 2, used by AdaFace / PETALface) or
+    ``constant``.
     """
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -22,7 +24,9 @@ def lr_factor(step: int, max_steps: int, warmup_steps: int = 0, kind: str = "cos
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
     if kind == "linear":
         return min_ratio + (1.0 - min_ratio) * (1.0 - t)
-    raise ValueError(f"unknown schedule '{kind}' (use cosine, linear or constant)")
+    if kind == "poly":
+        return min_ratio + (1.0 - min_ratio) * (1.0 - t) ** power
+    raise ValueError(f"unknown schedule '{kind}' (use cosine, linear, poly or constant)")
 
 
 def cosine_momentum(step: int, max_steps: int, base: float = 0.996, final: float = 1.0) -> float:

@@ -3,7 +3,7 @@
 A method is a :class:`Task` (an ``nn.Module``) whose ``forward(batch)`` returns a dict of named
 scalar losses, ``"loss"`` being the total that is optimised. :class:`Trainer` owns everything
 else: device choice, bf16 autocast on CUDA, gradient accumulation, clipping, warm-up + cosine /
-linear schedules, the optimizer(s), EMA hooks, non-finite-loss handling, logging (progress bar,
+linear / poly schedules, the optimizer(s), EMA hooks, non-finite-loss handling, logging (progress bar,
 ``metrics.jsonl``, TensorBoard when installed), checkpoints, exact resume and DDP under torchrun.
 
 Tasks with several optimizers (e.g. a GAN's generator and discriminator) declare them with
@@ -59,6 +59,7 @@ class OptimGroup:
     lr: float | None = None  # None: train.lr
     weight_decay: float | None = None  # None: train.weight_decay
     every: int = 1  # step once every `every` optimizer steps
+    clip_grad: float | None = None  # max grad norm of this group's parameters; None: train.clip_grad, 0: off
 
 
 class Task(nn.Module):
@@ -343,7 +344,8 @@ class Trainer:
                         continue
 
                     # ---- optimizer step(s)
-                    factor = lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio)
+                    factor = lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio,
+                                       cfg.poly_power)
                     finite = torch.ones((), device=self.device, dtype=torch.bool)
                     for g, params, opt in due:
                         if not single:
@@ -351,8 +353,9 @@ class Trainer:
                         for pg in opt.param_groups:
                             pg["lr"] = pg["base_lr"] * factor
                         grads = [p.grad for p in params if p.grad is not None]
-                        if cfg.clip_grad > 0:
-                            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+                        max_norm = cfg.clip_grad if g.clip_grad is None else g.clip_grad
+                        if max_norm > 0:
+                            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
                         else:
                             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in grads])) \
                                 if grads else torch.zeros((), device=self.device)
