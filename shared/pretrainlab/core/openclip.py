@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +65,27 @@ def create_clip(name: str, **kwargs: Any) -> tuple[nn.Module, Any]:
 
         near = difflib.get_close_matches(name, open_clip.list_models(), n=3)
         raise ValueError(f"unknown open_clip model '{name}'" + (f"; did you mean {near}?" if near else ""))
-    model = open_clip.create_model(name, pretrained=None, **kwargs)
+    with _quiet_random_init():
+        model = open_clip.create_model(name, pretrained=None, **kwargs)
     tokenizer = open_clip.get_tokenizer(name)
     return model, tokenizer
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _quiet_random_init() -> Iterator[None]:
+    """open_clip warns that no weights were loaded: here random initialisation is the intent."""
+    root = logging.getLogger()
+    f = _DropRandomInitWarning()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
 
 
 def image_size(model: nn.Module) -> int:
