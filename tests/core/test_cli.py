@@ -76,6 +76,10 @@ def test_reproduce_smoke_writes_valid_results(tmp_path: Path) -> None:
 def test_reproduce_all_runs_domains_in_parallel(tmp_path: Path) -> None:
     """``reproduce --all --jobs 2``: one process per domain, a log per domain, one report."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    earlier = {"domain": "ct", "paper": "p", "profile": "smoke", "device": "cpu", "seeds": [0], "wall_time_s": 1.0,
+               "rows": [R.row("ALL", {"AUC": [0.5, 0.6]})], "claims": [R.claim("c", False, "e")]}
+    (tmp_path / "ct" / "reproduce-smoke").mkdir(parents=True)
+    (tmp_path / "ct" / "reproduce-smoke" / "results.json").write_text(json.dumps(earlier))
     p = subprocess.run([sys.executable, "-m", "pretrainlab.core.cli", "reproduce", "--all", "--profile", "smoke",
                         "--jobs", "2", "--only", "simclr", "speech", "--out", str(tmp_path)],
                        check=False, env=env, capture_output=True, text=True, timeout=600)
@@ -85,6 +89,8 @@ def test_reproduce_all_runs_domains_in_parallel(tmp_path: Path) -> None:
         assert (tmp_path / d / "reproduce-smoke" / "reproduce.log").stat().st_size > 0
     text = (tmp_path / "report.md").read_text()
     assert "| simclr |" in text and "| speech |" in text
+    # --only keeps the other domains' earlier results in the report, dated
+    assert "| ct | smoke |" in text and "finished (UTC)" in text and "earlier results of: ct" in p.stderr
 
 
 def test_bench_writes_json(tmp_path: Path) -> None:

@@ -228,12 +228,23 @@ def cmd_reproduce_all(a: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         return name, out, rc
 
+    done: dict[str, Path] = {}
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:  # map keeps the domains' order for the report
         for name, out, rc in pool.map(run_one, range(1, len(doms) + 1), doms):
             if rc == 0 and (out / "results.json").exists():
-                results.append(out / "results.json")
+                done[name] = out / "results.json"
             else:
                 failures[name] = f"exit code {rc}"
+    # --only: the report keeps the other domains' earlier results of this profile (dated in the report)
+    earlier = [n for n in (paper_domains() or doms) if n not in doms
+               and (root / n / f"reproduce-{a.profile}" / "results.json").exists()]
+    for name in domains():
+        if name in done:
+            results.append(done[name])
+        elif name in earlier:
+            results.append(root / name / f"reproduce-{a.profile}" / "results.json")
+    if earlier:
+        print(f"the report also holds earlier results of: {', '.join(earlier)}", file=sys.stderr)
     report = write_report(results, root / "report.md", failures)
     print(f"reproduced {len(results)}/{len(doms)} domains in {time.time() - t0:.0f} s; report: {report}")
     return 0 if not failures else 1

@@ -140,17 +140,26 @@ def write_results(out_dir: Path, results: dict[str, Any], plot_metrics: Sequence
     return out_dir / "results.json"
 
 
+def finished_utc(path: Path) -> str:
+    """When a results file was written (its modification time), to the minute, in UTC."""
+    import datetime
+
+    t = datetime.datetime.fromtimestamp(Path(path).stat().st_mtime, tz=datetime.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M")
+
+
 def write_report(paths: Sequence[Path], out: Path, failures: dict[str, str] | None = None) -> Path:
     """Aggregate several ``results.json`` into one markdown report with their tables and plots."""
     out = Path(out)
     parts = ["# pretrainlab reproduction report", ""]
-    summary = ["| domain | profile | device | seeds | wall time (s) | claims holding |", "|---|---|---|---|---|---|"]
+    summary = ["| domain | profile | device | seeds | wall time (s) | claims holding | finished (UTC) |",
+               "|---|---|---|---|---|---|---|"]
     sections = []
     for p in paths:
         res = json.loads(Path(p).read_text())
         held = sum(c["holds"] for c in res["claims"])
         summary.append(f"| {res['domain']} | {res['profile']} | {res['device']} | {len(res['seeds'])} | "
-                       f"{res['wall_time_s']:.0f} | {held}/{len(res['claims'])} |")
+                       f"{res['wall_time_s']:.0f} | {held}/{len(res['claims'])} | {finished_utc(Path(p))} |")
         rel = Path(p).parent
         try:
             rel = rel.relative_to(out.parent)
@@ -161,7 +170,7 @@ def write_report(paths: Sequence[Path], out: Path, failures: dict[str, str] | No
         sec += [f"\n![{res['domain']} {pl}]({rel / pl})" for pl in res.get("plots", [])]
         sections.append("\n".join(sec))
     for name, why in (failures or {}).items():
-        summary.append(f"| {name} | failed | | | | {why} |")
+        summary.append(f"| {name} | failed | | | | {why} | |")
     parts += summary + [""] + sections
     atomic_write_text(out, "\n".join(parts) + "\n")
     return out
