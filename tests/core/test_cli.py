@@ -91,6 +91,7 @@ def test_reproduce_all_runs_domains_in_parallel(tmp_path: Path) -> None:
     assert "| simclr |" in text and "| speech |" in text
     # --only keeps the other domains' earlier results in the report, dated
     assert "| ct | smoke |" in text and "finished (UTC)" in text and "earlier results of: ct" in p.stderr
+    assert "reproduced 2/2 domains" in p.stdout and "report (3 domains)" in p.stdout
 
 
 def test_bench_writes_json(tmp_path: Path) -> None:

@@ -246,7 +246,8 @@ def cmd_reproduce_all(a: argparse.Namespace) -> int:
     if earlier:
         print(f"the report also holds earlier results of: {', '.join(earlier)}", file=sys.stderr)
     report = write_report(results, root / "report.md", failures)
-    print(f"reproduced {len(results)}/{len(doms)} domains in {time.time() - t0:.0f} s; report: {report}")
+    print(f"reproduced {len(done)}/{len(doms)} domains in {time.time() - t0:.0f} s; report ({len(results)} domains): "
+          f"{report}")
     return 0 if not failures else 1
 
 
