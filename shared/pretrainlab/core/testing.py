@@ -9,6 +9,7 @@ traffic, with a fresh user-data dir.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -91,8 +92,9 @@ def upload(page: Any, path: str | os.PathLike[str], scope: str = "body", timeout
     """Put ``path`` into the upload component under the CSS ``scope`` and wait until it holds it.
 
     What a user does: press the component's Clear button if it holds a file, wait for the empty
-    drop zone, choose the file, and see the component take it (its name shows, or the drop zone
-    gives way to the file's preview, as in ``gr.Audio``). Waiting on those states, not on a fixed
+    drop zone, choose the file, and see the component take it: the upload finished (no "Uploading"
+    progress left) and ``gr.File`` lists this very file (not an earlier one that a slow event put
+    there), or a component without a file list (``gr.Audio``) shows its preview. Waiting on those states, not on a fixed
     sleep, keeps browser tests steady on a loaded CI machine, where a click can land while Gradio
     still re-renders the component. The file is chosen again (up to three times) if the component
     does not take it; one that never does fails with the file and the scope named.
@@ -107,11 +109,29 @@ def upload(page: Any, path: str | os.PathLike[str], scope: str = "body", timeout
         _poll(page, lambda: clear.count() < before, timeout_ms)
     name = Path(path).name
     box = root.locator("input[type=file]").first
+    # gr.File lists what it holds in a preview table, one cell per file named by its aria-label
+    listed = root.locator(f"td.filename[aria-label={json.dumps(name)}]")
+    table = root.locator("table.file-preview")
     shown = root.get_by_text(name)
+    # Gradio shows the name during the upload too ("Uploading 1 file..."), and a click on a button then
+    # only says "Waiting for file(s) to finish uploading": done = no progress left, and the component
+    # lists this very file (gr.File), or, for components without a file list (gr.Audio, gr.Image),
+    # its drop zone gave way to a preview or the name shows.
+    uploading = root.get_by_text("Uploading", exact=False)
+
+    def holds() -> bool:
+        if uploading.count():
+            return False
+        if listed.count():
+            return listed.first.is_visible()
+        if table.count():  # a file list that does not (yet) hold this file
+            return False
+        return box.count() == 0 or (shown.count() > 0 and shown.first.is_visible())
+
     for _ in range(3):
         box.wait_for(state="attached", timeout=timeout_ms)
         box.set_input_files(str(path), timeout=timeout_ms)
-        if _poll(page, lambda: box.count() == 0 or (shown.count() > 0 and shown.first.is_visible()), timeout_ms // 3):
+        if _poll(page, holds, timeout_ms // 3):
             return
     raise AssertionError(f"the upload of {name} into {scope!r} never showed in the page")
 
