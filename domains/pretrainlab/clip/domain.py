@@ -16,11 +16,10 @@ from pretrainlab.core.cli import (
     add_bench_args,
     add_config_args,
     add_data_args,
-    add_reproduce_args,
     default_run_dir,
     demo_verb,
+    reproduce_verb,
     run_generate,
-    run_reproduce,
 )
 
 NAME = "clip"
@@ -144,12 +143,6 @@ def _embed(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ reproduce / bench
-def _reproduce(a: argparse.Namespace) -> int:
-    from pretrainlab.clip.reproduce import reproduce
-
-    return run_reproduce(NAME, reproduce, a)
-
-
 def _bench_args(p: argparse.ArgumentParser) -> None:
     add_bench_args(p)
     p.add_argument("--model", default=None, help="open_clip config (default: ViT-B-32 on CUDA, clip-nano on CPU)")
@@ -184,8 +177,8 @@ def get_domain() -> Domain:
                  'pretrainlab clip zeroshot --ckpt runs/clip/<run> --image x.jpg --labels "red circle,blue star"'),
             Verb("embed", "image / text embeddings of a folder or an image-text source", _embed_args, _embed,
                  "pretrainlab clip embed --ckpt runs/clip/<run> --input data/clip/train.csv --out emb.safetensors"),
-            Verb("reproduce", "the paper's table at the given scale (6 rows + projector mixture, >= 3 seeds)",
-                 add_reproduce_args, _reproduce, "pretrainlab clip reproduce --profile tiny"),
+            reproduce_verb(NAME, "the paper's table at the given scale (6 rows + projector mixture, >= 3 seeds)",
+                           "pretrainlab.clip.reproduce:reproduce"),
             Verb("bench", "training-step throughput / memory (and --peer: vs open_clip_train.main)", _bench_args,
                  _bench, "pretrainlab clip bench --device cuda --precision bf16 --steps 200"),
             demo_verb(NAME),

@@ -18,11 +18,10 @@ from pretrainlab.core.cli import (
     add_bench_args,
     add_config_args,
     add_data_args,
-    add_reproduce_args,
     default_run_dir,
     demo_verb,
+    reproduce_verb,
     run_generate,
-    run_reproduce,
 )
 
 if TYPE_CHECKING:
@@ -264,12 +263,6 @@ def _eval(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ reproduce / bench
-def _reproduce(a: argparse.Namespace) -> int:
-    from pretrainlab.ct.reproduce import reproduce
-
-    return run_reproduce(NAME, reproduce, a)
-
-
 def _bench_args(p: argparse.ArgumentParser) -> None:
     add_bench_args(p)
     p.add_argument("--profile", default="auto", choices=["auto", "smoke", "tiny", "full"],
@@ -303,8 +296,8 @@ def get_domain() -> Domain:
                  "pretrainlab ct finetune --init runs/ct/<pretrain-run> --task lesion --profile tiny"),
             Verb("eval", "ROC AUC / accuracy of a fine-tuned classifier", _eval_args, _eval,
                  "pretrainlab ct eval --ckpt runs/ct/<finetune-run> --task lesion"),
-            Verb("reproduce", "no pre-training / ALL / EveryN / SSIM / MI / DeepNet / Hash-6, >= 3 seeds", add_reproduce_args,
-                 _reproduce, "pretrainlab ct reproduce --profile tiny"),
+            reproduce_verb(NAME, "no pre-training / ALL / EveryN / SSIM / MI / DeepNet / Hash-6, >= 3 seeds",
+                           "pretrainlab.ct.reproduce:reproduce"),
             Verb("bench", "vectorised Hash-k vs the per-slice imagehash loop; SwAV samples/s and memory", _bench_args, _bench,
                  "pretrainlab ct bench --device cuda --precision bf16 --steps 200"),
             demo_verb(NAME),

@@ -16,11 +16,10 @@ from pretrainlab.core.cli import (
     add_bench_args,
     add_config_args,
     add_data_args,
-    add_reproduce_args,
     default_run_dir,
     demo_verb,
+    reproduce_verb,
     run_generate,
-    run_reproduce,
 )
 
 NAME = "face"
@@ -144,12 +143,6 @@ def _verify(a: argparse.Namespace) -> int:
     return 0
 
 
-def _reproduce(a: argparse.Namespace) -> int:
-    from pretrainlab.face.pipeline import reproduce
-
-    return run_reproduce(NAME, reproduce, a)
-
-
 def _bench(a: argparse.Namespace) -> int:
     from pretrainlab.core.bench import report
     from pretrainlab.face.bench import run_bench
@@ -176,8 +169,8 @@ def get_domain() -> Domain:
                  "pretrainlab face embed --ckpt C --input faces/ --out emb.safetensors"),
             Verb("verify", "similarity, quality a of each image and the decision", _verify_args, _verify,
                  "pretrainlab face verify --ckpt C a.png b.png"),
-            Verb("reproduce", "pre-trained vs full FT vs LoRA vs PETALface, >= 3 seeds", add_reproduce_args, _reproduce,
-                 "pretrainlab face reproduce --profile tiny"),
+            reproduce_verb(NAME, "pre-trained vs full FT vs LoRA vs PETALface, >= 3 seeds",
+                           "pretrainlab.face.pipeline:reproduce"),
             Verb("bench", "fine-tuning samples/s + peak memory (full / LoRA / PETALface), embedding images/s",
                  add_bench_args, _bench, "pretrainlab face bench --device cuda --precision bf16 --steps 200"),
             demo_verb(NAME),

@@ -15,11 +15,10 @@ from pretrainlab.core.cli import (
     add_bench_args,
     add_config_args,
     add_data_args,
-    add_reproduce_args,
     default_run_dir,
     demo_verb,
+    reproduce_verb,
     run_generate,
-    run_reproduce,
 )
 
 NAME = "geo"
@@ -183,12 +182,6 @@ def _locate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _reproduce(a: argparse.Namespace) -> int:
-    from pretrainlab.geo.reproduce import reproduce
-
-    return run_reproduce(NAME, reproduce, a)
-
-
 def _bench_args(p: argparse.ArgumentParser) -> None:
     add_bench_args(p)
     p.add_argument("--cells-points", type=int, default=100_000, help="points for the geocell construction timing (0 = skip)")
@@ -221,8 +214,8 @@ def get_domain() -> Domain:
                  "pretrainlab geo eval --ckpt runs/geo/<run>"),
             Verb("locate", "top-5 guesses (lat, lon, cell, probability) for one image", _locate_args, _locate,
                  "pretrainlab geo locate --ckpt runs/geo/<run> --image photo.jpg"),
-            Verb("reproduce", "the ablation table (CE -> + smoothing -> + contrastive -> + aux -> + refinement), 3 seeds",
-                 add_reproduce_args, _reproduce, "pretrainlab geo reproduce --profile tiny"),
+            reproduce_verb(NAME, "the ablation table (CE -> + smoothing -> + contrastive -> + aux -> + refinement), 3 seeds",
+                           "pretrainlab.geo.reproduce:reproduce"),
             Verb("bench", "geocell construction time, training samples/s + peak memory, inference images/s with refinement",
                  _bench_args, _bench, "pretrainlab geo bench --device cuda --precision bf16 --steps 200"),
             demo_verb(NAME),

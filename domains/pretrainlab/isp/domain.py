@@ -11,11 +11,10 @@ from pretrainlab.core.cli import (
     add_bench_args,
     add_config_args,
     add_data_args,
-    add_reproduce_args,
     default_run_dir,
     demo_verb,
+    reproduce_verb,
     run_generate,
-    run_reproduce,
 )
 
 NAME = "isp"
@@ -135,12 +134,6 @@ def _render(a: argparse.Namespace) -> int:
     return 0
 
 
-def _reproduce(a: argparse.Namespace) -> int:
-    from pretrainlab.isp.reproduce import reproduce
-
-    return run_reproduce(NAME, reproduce, a)
-
-
 def _bench_args(p: argparse.ArgumentParser) -> None:
     add_bench_args(p)
     p.add_argument("--generator", default="all", help="efficientisp | robustisp | rmfanet_tiny | all")
@@ -171,8 +164,8 @@ def get_domain() -> Domain:
                  "pretrainlab isp eval --ckpt runs/isp/<run> --data data/isp"),
             Verb("render", "RAW -> PNG with a trained generator or the conventional ISP", _render_args, _render,
                  "pretrainlab isp render --ckpt runs/isp/<run> --input photo.dng --out renders/"),
-            Verb("reproduce", "conventional ISP vs paired / paired w/o adv. / unpaired for 3 generators, 3 seeds",
-                 add_reproduce_args, _reproduce, "pretrainlab isp reproduce --profile tiny"),
+            reproduce_verb(NAME, "conventional ISP vs paired / paired w/o adv. / unpaired for 3 generators, 3 seeds",
+                           "pretrainlab.isp.reproduce:reproduce"),
             Verb("bench", "Full-HD latency per generator + training steps/s and peak memory", _bench_args, _bench,
                  "pretrainlab isp bench --device cuda --precision bf16 --steps 200"),
             demo_verb(NAME),

@@ -15,11 +15,10 @@ from pretrainlab.core.cli import (
     add_bench_args,
     add_config_args,
     add_data_args,
-    add_reproduce_args,
     default_run_dir,
     demo_verb,
+    reproduce_verb,
     run_generate,
-    run_reproduce,
 )
 
 NAME = "lidar"
@@ -165,12 +164,6 @@ def _detect(a: argparse.Namespace) -> int:
     return 0
 
 
-def _reproduce(a: argparse.Namespace) -> int:
-    from pretrainlab.lidar.reproduce import reproduce
-
-    return run_reproduce(NAME, reproduce, a)
-
-
 def _bench_args(p: argparse.ArgumentParser) -> None:
     add_bench_args(p)
     p.add_argument("--profile", default=None, choices=["smoke", "tiny", "full"],
@@ -259,8 +252,8 @@ def get_domain() -> Domain:
                  "pretrainlab lidar eval --ckpt runs/lidar/detect-<time> --data /data/kitti"),
             Verb("detect", "detect on point files, write KITTI label files with scores", _detect_args, _detect,
                  "pretrainlab lidar detect --input scans/ --ckpt runs/lidar/detect-<time> --out preds/"),
-            Verb("reproduce", "rows scratch / invariant / spatial / temporal / E-SSL3D x 5/20/100 percent labels, >= 3 seeds",
-                 add_reproduce_args, _reproduce, "pretrainlab lidar reproduce --profile tiny"),
+            reproduce_verb(NAME, "rows scratch / invariant / spatial / temporal / E-SSL3D x 5/20/100 percent labels, >= 3 seeds",
+                           "pretrainlab.lidar.reproduce:reproduce"),
             Verb("bench", "simulator scans/s; pre-training and fine-tuning samples/s and peak memory", _bench_args, _bench,
                  "pretrainlab lidar bench --device cuda --precision bf16 --steps 200"),
             demo_verb(NAME),

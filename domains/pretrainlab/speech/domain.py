@@ -16,11 +16,10 @@ from pretrainlab.core.cli import (
     add_bench_args,
     add_config_args,
     add_data_args,
-    add_reproduce_args,
     default_run_dir,
     demo_verb,
+    reproduce_verb,
     run_generate,
-    run_reproduce,
 )
 
 NAME = "speech"
@@ -131,12 +130,6 @@ def _embed(a: argparse.Namespace) -> int:
     return 0
 
 
-def _reproduce(a: argparse.Namespace) -> int:
-    from pretrainlab.speech.reproduce import reproduce
-
-    return run_reproduce(NAME, reproduce, a)
-
-
 def _bench(a: argparse.Namespace) -> int:
     from pretrainlab.speech.bench import run_bench
 
@@ -163,8 +156,8 @@ def get_domain() -> Domain:
                  "pretrainlab speech eval --ckpt runs/speech/<run> --data data/speech"),
             Verb("embed", "write per-utterance (T, D) features (.npy) at the 10 ms hop", _embed_args, _embed,
                  "pretrainlab speech embed --ckpt runs/speech/<run> --input audio/ --out feats/ --all-layers"),
-            Verb("reproduce", "log-mel vs time / time+freq / TERA on phone, keyword, speaker probes, >= 3 seeds",
-                 add_reproduce_args, _reproduce, "pretrainlab speech reproduce --profile tiny"),
+            reproduce_verb(NAME, "log-mel vs time / time+freq / TERA on phone, keyword, speaker probes, >= 3 seeds",
+                           "pretrainlab.speech.reproduce:reproduce"),
             Verb("bench", "pre-training frames/s, peak memory, feature extraction x real time", add_bench_args, _bench,
                  "pretrainlab speech bench --device cuda --precision bf16 --steps 200"),
             demo_verb(NAME),

@@ -165,6 +165,19 @@ def demo_verb(domain: str) -> Verb:
                 f"pretrainlab {domain} demo --port 7861")
 
 
+def reproduce_verb(domain: str, help: str, target: str) -> Verb:
+    """The standard ``reproduce`` verb; ``target`` = ``"module:function"``, imported when the verb runs
+    (so ``--help`` stays fast), called as ``function(profile, out, seeds, data)`` by :func:`run_reproduce`."""
+
+    def run(a: argparse.Namespace) -> int:
+        import importlib
+
+        module, _, func = target.partition(":")
+        return run_reproduce(domain, getattr(importlib.import_module(module), func), a)
+
+    return Verb("reproduce", help, add_reproduce_args, run, f"pretrainlab {domain} reproduce --profile tiny")
+
+
 # ---------------------------------------------------------------------- top-level commands
 
 def cmd_info(_: argparse.Namespace) -> int:

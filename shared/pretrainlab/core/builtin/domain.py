@@ -14,11 +14,10 @@ from pretrainlab.core.cli import (
     add_bench_args,
     add_config_args,
     add_data_args,
-    add_reproduce_args,
     default_run_dir,
     demo_verb,
+    reproduce_verb,
     run_generate,
-    run_reproduce,
 )
 
 NAME = "simclr"
@@ -93,12 +92,6 @@ def _eval(a: argparse.Namespace) -> int:
     return 0
 
 
-def _reproduce(a: argparse.Namespace) -> int:
-    from pretrainlab.core.builtin.simclr import reproduce
-
-    return run_reproduce(NAME, reproduce, a)
-
-
 def _bench(a: argparse.Namespace) -> int:
     import torch
 
@@ -126,8 +119,8 @@ def get_domain() -> Domain:
                  "pretrainlab simclr pretrain --profile smoke train.lr=1e-3"),
             Verb("eval", "linear probe + k-NN of a checkpoint", _eval_args, _eval,
                  "pretrainlab simclr eval --ckpt runs/simclr/<run>"),
-            Verb("reproduce", "random init vs SimCLR, linear probe, 3 seeds", add_reproduce_args, _reproduce,
-                 "pretrainlab simclr reproduce --profile tiny"),
+            reproduce_verb(NAME, "random init vs SimCLR, linear probe, 3 seeds",
+                           "pretrainlab.core.builtin.simclr:reproduce"),
             Verb("bench", "training-step throughput and memory", add_bench_args, _bench,
                  "pretrainlab simclr bench --device cuda --precision bf16"),
             demo_verb(NAME),
