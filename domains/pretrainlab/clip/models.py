@@ -3,14 +3,13 @@
 ``clip-nano`` is an even smaller sibling of the core's ``test-vit-tiny`` (``pretrainlab.core.openclip``)
 that lets the tiny profile train 18 models (6 rows x 3 seeds) in minutes on a 2-core CPU: ViT
 2 x 32 wide on 32 px images (patch 8), text transformer 2 x 32 wide with a 16-token context, a
-32-d joint space. Registered with open_clip's factory like the core's ``test-*`` configs, so the
+32-d joint space. Registered with open_clip (``open_clip.add_model_config``) like the core's ``test-*`` configs, so the
 exported weights load into plain ``open_clip.create_model("clip-nano")`` after
 :func:`register_domain_configs`. Standard configs (RN50, ViT-S-32, ViT-B-16...) come from open_clip.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 DOMAIN_CONFIGS: dict[str, dict[str, Any]] = {
@@ -24,10 +23,7 @@ DOMAIN_CONFIGS: dict[str, dict[str, Any]] = {
 
 def register_domain_configs() -> None:
     """Add the domain's configs (and the core's ``test-*`` ones) to open_clip's registry (idempotent)."""
-    from open_clip import factory
-
-    from pretrainlab.core.openclip import register_tiny_configs
+    from pretrainlab.core.openclip import register_configs, register_tiny_configs
 
     register_tiny_configs()
-    for name, cfg in DOMAIN_CONFIGS.items():
-        factory._MODEL_CONFIGS.setdefault(name, copy.deepcopy(cfg))
+    register_configs(DOMAIN_CONFIGS)

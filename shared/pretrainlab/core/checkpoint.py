@@ -222,3 +222,65 @@ def read_meta(ckpt: Path) -> dict[str, Any]:
         return json.loads((folder / "meta.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{folder / 'meta.json'}: unreadable ({e})") from e
+
+
+# --------------------------------------------------------------------------- foreign (pickled) checkpoints
+
+class InertStandIn:
+    """Stands in for a class named in a foreign pickle that we must not (or cannot) import.
+
+    It is built with the pickle's arguments and state, keeps them as data, and runs no code of the
+    original class: ``args`` (constructor arguments) and ``state`` (what ``__setstate__`` received).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} state={type(self.state).__name__}>"
+
+
+def inert_class(qualified_name: str) -> type:
+    """A fresh :class:`InertStandIn` subclass named after ``qualified_name`` (e.g. ``optimizers.WarmupLinearSchedule``)."""
+    return type(qualified_name.rsplit(".", 1)[-1], (InertStandIn,), {"__module__": qualified_name.rsplit(".", 1)[0]})
+
+
+def load_torch_file(path: str | Path, allow: Any = (), stand_ins: Any = (), what: str = "checkpoint") -> Any:
+    """Read a foreign ``torch.save`` file WITHOUT executing pickled code.
+
+    ``torch.load(weights_only=True, map_location="cpu")``: only tensors, containers and primitive
+    types are rebuilt, plus the classes in ``allow`` (objects such as ``argparse.Namespace``) and the
+    names in ``stand_ins`` (``"optimizers.WarmupLinearSchedule"``), which are rebuilt as inert
+    :class:`InertStandIn` objects holding their state as data. Any other global in the pickle is
+    refused with a :class:`CheckpointError` that names the file and the global; a file that is not
+    a torch checkpoint at all gets one too. This is the only place where the project unpickles.
+    """
+    import pickle
+
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: file not found")
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a folder, expected a {what} file")
+    safe: list[Any] = list(allow)
+    for name in stand_ins:
+        safe.append((inert_class(name), name))
+    try:
+        with torch.serialization.safe_globals(safe):
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        import re
+
+        # torch names the offending global: "Unsupported global: GLOBAL x.y" / "unsupported GLOBAL x.y whose ..."
+        hit = re.search(r"GLOBAL ([\w.]+)", str(e))
+        why = (f"refused: the pickle would load '{hit.group(1)}', which is not an allowed type (no code from the "
+               "file is run)" if hit else "refused: not loadable without running pickled code")
+        raise CheckpointError(f"{p}: {why}") from None
+    except Exception as e:  # noqa: BLE001 - torch / zipfile / pickle raise many types for a file that is not a checkpoint
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise CheckpointError(f"{p}: not a readable torch {what} ({type(e).__name__}: {first})") from None

@@ -2,8 +2,9 @@
 
 - Tiny registered model configs (timm-style ``test-*`` variants) for tests and the tiny profile;
   standard configs (RN50, ViT-S-32, ViT-B-32, ...) come from open_clip itself.
-- ``create_clip(name)``: ``open_clip.create_model(name, pretrained=None)`` plus its tokenizer;
-  never downloads weights. A user's local weights file is loaded with ``load_clip_weights``.
+- ``create_clip(name, pretrained)``: an open_clip model plus its tokenizer, randomly initialised, from
+  a local weights file (``load_clip_weights``), or from an open_clip tag / ``hf-hub:`` repo when the
+  machine is online (offline: a clear error naming the setting).
 - Weights are saved as plain open_clip ``state_dict`` keys, so they load back into plain
   ``open_clip.create_model(name)`` with ``model.load_state_dict(safetensors.torch.load_file(f))``.
 """
@@ -11,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,33 +40,79 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+def register_configs(configs: dict[str, dict[str, Any]]) -> None:
+    """Add model configs (open_clip's JSON schema) to open_clip's registry through its public
+    ``open_clip.add_model_config``: each is written once as ``<name>.json`` into a folder of the data
+    cache (content-addressed, so concurrent processes agree) and that folder is registered (idempotent)."""
+    import hashlib
+    import json
+
+    import open_clip
+
+    from pretrainlab.core.data import cache_root
+    from pretrainlab.core.io import atomic_write_text
+
+    missing = {k: v for k, v in configs.items() if k not in open_clip.list_models()}
+    if not missing:
+        return
+    blob = json.dumps(missing, sort_keys=True)
+    folder = cache_root() / "openclip-configs" / hashlib.sha256(blob.encode()).hexdigest()[:16]
+    for name, cfg in missing.items():
+        f = folder / f"{name}.json"
+        if not f.exists():
+            atomic_write_text(f, json.dumps(cfg, indent=2))
+    open_clip.add_model_config(folder)
+
+
 def register_tiny_configs() -> None:
     """Add the ``test-*`` configs to open_clip's registry (idempotent)."""
-    from open_clip import factory
-
-    for name, cfg in TINY_CONFIGS.items():
-        factory._MODEL_CONFIGS.setdefault(name, copy.deepcopy(cfg))
+    register_configs(TINY_CONFIGS)
 
 
-def model_names() -> list[str]:
+def create_clip(name: str, pretrained: str | Path | None = None, setting: str = "model.pretrained",
+                **kwargs: Any) -> tuple[nn.Module, Any]:
+    """``(model, tokenizer)`` for an open_clip config name.
+
+    ``pretrained``: None / "" = random initialisation (no download); a local weights file (an
+    open_clip ``state_dict`` as ``.safetensors``, e.g. the hub's ``open_clip_model.safetensors``, or a
+    ``.pt`` / ``.bin`` read without unpickling code) loaded strictly; otherwise an open_clip pretrained
+    tag (``openai``, ``laion2b_s34b_b79k``) or ``hf-hub:<repo>``, downloaded through open_clip when the
+    machine is online. A download that cannot happen is a :class:`~pretrainlab.core.config.ConfigError`
+    naming ``setting``.
+    """
     import open_clip
 
-    register_tiny_configs()
-    return list(open_clip.list_models())
-
-
-def create_clip(name: str, **kwargs: Any) -> tuple[nn.Module, Any]:
-    """``(model, tokenizer)`` for an open_clip config name, randomly initialised (no download)."""
-    import open_clip
+    from pretrainlab.core.config import ConfigError
 
     register_tiny_configs()
-    if name not in open_clip.list_models():
+    spec = str(pretrained) if pretrained not in (None, "") else ""
+    if not spec.startswith("hf-hub:") and name not in open_clip.list_models():
         import difflib
 
         near = difflib.get_close_matches(name, open_clip.list_models(), n=3)
-        raise ValueError(f"unknown open_clip model '{name}'" + (f"; did you mean {near}?" if near else ""))
-    with _quiet_random_init():
-        model = open_clip.create_model(name, pretrained=None, **kwargs)
+        raise ConfigError(f"model.name: unknown open_clip model '{name}'" + (f"; did you mean {near}?" if near else ""))
+    local = Path(spec).expanduser() if spec else None
+    if local is not None and (local.exists() or local.suffix in (".safetensors", ".pt", ".pth", ".bin")):
+        with _quiet_random_init():
+            model = open_clip.create_model(name, pretrained=None, **kwargs)
+        load_clip_weights(model, local)
+    elif spec:
+        try:
+            if spec.startswith("hf-hub:"):
+                model = open_clip.create_model(spec, **kwargs)
+                name = spec
+            else:
+                model = open_clip.create_model(name, pretrained=spec, **kwargs)
+        except Exception as e:  # noqa: BLE001 - network / hub / unknown-tag errors come from several libraries
+            tags = [t for m, t in open_clip.list_pretrained() if m == name]
+            first = str(e).splitlines()[0][:160] if str(e) else ""
+            raise ConfigError(
+                f"{setting}={spec!r}: could not load open_clip weights for '{name}' ({type(e).__name__}: {first}). "
+                "Downloads need a network connection; offline, pass a local .safetensors file instead"
+                + (f"; known tags for {name}: {', '.join(tags)}" if tags and spec not in tags else "")) from None
+    else:
+        with _quiet_random_init():
+            model = open_clip.create_model(name, pretrained=None, **kwargs)
     tokenizer = open_clip.get_tokenizer(name)
     return model, tokenizer
 
@@ -94,10 +140,26 @@ def image_size(model: nn.Module) -> int:
 
 
 def load_clip_weights(model: nn.Module, path: str | Path, strict: bool = True) -> None:
-    """Local open_clip weights: a ``.safetensors`` file (never a pickle from an unknown source)."""
-    from pretrainlab.core.checkpoint import load_weights
+    """Local open_clip weights into ``model``: a ``.safetensors`` state dict, or a torch file read with
+    :func:`~pretrainlab.core.checkpoint.load_torch_file` (no pickled code runs; a ``{"state_dict": ...}``
+    wrapper and DDP's ``module.`` prefix are accepted, as open_clip's own ``load_checkpoint`` does)."""
+    from pretrainlab.core.checkpoint import CheckpointError, load_torch_file, load_weights
 
-    load_weights(model, Path(path), strict=strict)
+    path = Path(path)
+    if path.suffix == ".safetensors" or not path.exists():
+        load_weights(model, path, strict=strict)
+        return
+    sd = load_torch_file(path, what="open_clip weights file")
+    if isinstance(sd, dict) and "state_dict" in sd:
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: not an open_clip state_dict (expected a mapping of names to tensors)")
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    try:
+        model.load_state_dict(sd, strict=strict)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit {type(model).__name__}: {e}") from None
 
 
 def freeze_all_but_last(visual: nn.Module, n_trainable_blocks: int) -> None:
@@ -116,8 +178,3 @@ def freeze_all_but_last(visual: nn.Module, n_trainable_blocks: int) -> None:
                 p.requires_grad_(True)
         elif isinstance(m, nn.Parameter):
             m.requires_grad_(True)
-
-
-def encode_image_tokens(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Pooled image embedding ``(B, embed_dim)`` (unnormalised)."""
-    return model.encode_image(images)

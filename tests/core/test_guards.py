@@ -1,0 +1,118 @@
+"""Memory-bomb guards (core.guards) and the no-code unpickler for foreign checkpoints (core.checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pretrainlab.core import guards
+from pretrainlab.core.checkpoint import CheckpointError, load_torch_file
+from pretrainlab.core.data import DataError
+
+
+def _npy_with_header(path: Path, shape: tuple[int, ...], payload: bytes = b"\0" * 64) -> Path:
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        f.write(payload)
+    return path
+
+
+def test_npy_bomb_is_refused_before_allocation(tmp_path: Path) -> None:
+    p = _npy_with_header(tmp_path / "bomb.npy", (100000, 100000, 4))
+    with pytest.raises(DataError, match=r"bomb\.npy: header declares float32 array .* over the .* limit"):
+        guards.load_npy(p)
+
+
+def test_npy_truncated_payload_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRETRAINLAB_MAX_DECODE_BYTES", str(10**12))
+    p = _npy_with_header(tmp_path / "short.npy", (1000, 1000))
+    with pytest.raises(DataError, match=r"short\.npy: .* holds only 64 bytes"):
+        guards.load_npy(p)
+
+
+def test_npy_object_array_and_round_trip(tmp_path: Path) -> None:
+    np.save(tmp_path / "ok.npy", np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert guards.load_npy(tmp_path / "ok.npy").sum() == 66
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="Python objects"):
+        guards.load_npy(tmp_path / "obj.npy")
+    with pytest.raises(DataError, match="is a folder"):
+        guards.load_npy(tmp_path)
+
+
+def test_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRETRAINLAB_MAX_DECODE_BYTES", "1000")
+    guards.check_decode_size("x.bin", (250,), 4)
+    with pytest.raises(DataError, match="x.bin: .* over the 1000 B limit"):
+        guards.check_decode_size("x.bin", (251,), 4)
+    monkeypatch.setenv("PRETRAINLAB_MAX_DECODE_BYTES", "lots")
+    with pytest.raises(DataError, match="PRETRAINLAB_MAX_DECODE_BYTES"):
+        guards.decode_limit()
+
+
+def test_payload_exact(tmp_path: Path) -> None:
+    p = tmp_path / "scan.bin"
+    p.write_bytes(b"\0" * (4 * 4 * 10 + 3))
+    with pytest.raises(DataError, match="3 bytes follow"):
+        guards.check_payload(p, (10, 4), 4, exact=True)
+    assert guards.check_payload(p, (10, 4), 4) == 160
+
+
+def test_image_header_bomb_and_truncation(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(tmp_path / "ok.png")
+    assert guards.open_image(tmp_path / "ok.png", "RGB").size == (64, 48)
+    with pytest.raises(DataError, match=r"over the limit of 1000 pixels"):
+        guards.open_image(tmp_path / "ok.png", max_pixels=1000)
+    raw = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match=r"cut\.png"):
+        guards.open_image(tmp_path / "cut.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(DataError, match=r"text\.png: not a readable image"):
+        guards.open_image(tmp_path / "text.png")
+    with pytest.raises(DataError, match="is a folder"):
+        guards.open_image(tmp_path)
+
+
+class _Evil:
+    def __reduce__(self):  # noqa: ANN204 - the classic pickle trap
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_foreign_checkpoint_allow_list_and_stand_ins(tmp_path: Path) -> None:
+    mod = types.ModuleType("optimizers")  # s3prl's module name; a stand-in replaces it when loading
+    WarmupLinearSchedule = type("WarmupLinearSchedule", (), {"__module__": "optimizers", "__qualname__": "WarmupLinearSchedule",
+                                                            "__init__": lambda self, warmup: setattr(self, "warmup", warmup)})
+    mod.WarmupLinearSchedule = WarmupLinearSchedule  # type: ignore[attr-defined]
+    sys.modules["optimizers"] = mod
+    try:
+        torch.save({"Transformer": {"w": torch.ones(3)}, "Args": argparse.Namespace(lr=2e-4),
+                    "Optimizer": {"schedule": WarmupLinearSchedule(7)}}, tmp_path / "states.ckpt")
+    finally:
+        del sys.modules["optimizers"]
+    out = load_torch_file(tmp_path / "states.ckpt", allow=[argparse.Namespace],
+                          stand_ins=["optimizers.WarmupLinearSchedule"])
+    assert torch.equal(out["Transformer"]["w"], torch.ones(3)) and out["Args"].lr == 2e-4
+    assert out["Optimizer"]["schedule"].state == {"warmup": 7}
+    with pytest.raises(CheckpointError, match=r"states\.ckpt: refused: .*optimizers\.WarmupLinearSchedule"):
+        load_torch_file(tmp_path / "states.ckpt", allow=[argparse.Namespace])
+
+
+def test_pickle_trap_is_refused_without_running(tmp_path: Path) -> None:
+    torch.save({"x": _Evil()}, tmp_path / "trap.pt")
+    with pytest.raises(CheckpointError, match=r"trap\.pt: refused: .*system"):
+        load_torch_file(tmp_path / "trap.pt")
+    (tmp_path / "junk.pt").write_bytes(b"hello")
+    with pytest.raises(CheckpointError, match=r"junk\.pt: not a readable torch checkpoint"):
+        load_torch_file(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="file not found"):
+        load_torch_file(tmp_path / "missing.pt")
