@@ -94,9 +94,9 @@ def load_npy(path: str | os.PathLike[str], mmap: bool = False) -> np.ndarray:
         with open(p, "rb") as f:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
             elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
             else:  # pragma: no cover - numpy knows no other versions
                 raise DataError(p, f"unsupported .npy version {version}")
             offset = f.tell()
