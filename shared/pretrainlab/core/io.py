@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -32,8 +33,28 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, +-inf) replaced by None: JSON has no NaN, and a file
+    holding one is not valid JSON for other readers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
+        return json_safe(obj.item())
+    return obj
+
+
+def dumps_json(obj: Any, **kwargs: Any) -> str:
+    """Strict JSON text (non-finite numbers become null)."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write strict JSON (non-finite numbers as null) atomically."""
+    atomic_write_text(path, dumps_json(obj, indent=2, sort_keys=False) + "\n")
 
 
 @contextlib.contextmanager
