@@ -37,7 +37,23 @@ class NoisyTask(torch.nn.Module):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_resume(out: Path, kill_at: int, resume: bool) -> None:
+class AugmentedData(torch.utils.data.Dataset):
+    """Regression pairs whose inputs get random noise when read: an augmentation drawn in the
+    DataLoader workers' global RNG (as real image / audio pipelines do)."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(96, 8, generator=g)
+        self.y = self.x[:, :3].sum(-1) + 0.1 * torch.randn(96, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+        return self.x[i] + 0.1 * torch.randn(8), self.y[i]
+
+
+def run_resume(out: Path, kill_at: int, resume: bool, workers: int = 0) -> None:
     from pretrainlab.core.config import TrainConfig
     from pretrainlab.core.train import Task, Trainer
 
@@ -45,22 +61,17 @@ def run_resume(out: Path, kill_at: int, resume: bool) -> None:
         pass
 
     torch.manual_seed(0)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(96, 8, generator=g)
-    y = x[:, :3].sum(-1) + 0.1 * torch.randn(96, generator=g)
-    ds = torch.utils.data.TensorDataset(x, y)
     cfg = TrainConfig(max_steps=24, batch_size=8, grad_accum=2, lr=1e-2, warmup_steps=3, clip_grad=1.0,
                       schedule="cosine", log_every=1, ckpt_every=5, deterministic=True, seed=3,
-                      progress=False, tensorboard=False, device="cpu")
-    Trainer(cfg, out).fit(T(kill_at), ds, resume=resume)
+                      progress=False, tensorboard=False, device="cpu", num_workers=workers)
+    Trainer(cfg, out).fit(T(kill_at), AugmentedData(), resume=resume)
 
 
 def run_ddp(data: Path, out: Path) -> None:
     import torch.distributed as dist
 
     from pretrainlab.core import distributed as D
-    from pretrainlab.core.builtin.domain import load
-    from pretrainlab.core.builtin.simclr import pretrain
+    from pretrainlab.core.builtin.api import load, pretrain
     from pretrainlab.core.checkpoint import save_weights
     from pretrainlab.core.losses import nt_xent
 
@@ -84,11 +95,83 @@ def run_ddp(data: Path, out: Path) -> None:
         "grad_err": float(max((z1.grad / w - ref1.grad[r * 4:(r + 1) * 4]).abs().max(),
                               (z2.grad / w - ref2.grad[r * 4:(r + 1) * 4]).abs().max())),
     }
-    # 2) train the built-in recipe for a few steps; every rank dumps its weights
+    # 2) one-time preparation: rank 0 generates a cached dataset, the other rank waits and reuses it
+    from pretrainlab.core.data import cached_synthetic
+
+    def generate(folder: Path, profile: str, seed: int) -> None:
+        with open(out / "generated.jsonl", "a") as f:
+            f.write(json.dumps({"rank": r}) + "\n")
+        (folder / "x.txt").write_text("x")
+
+    os.environ["PRETRAINLAB_CACHE"] = str(out / "cache")
+    cached_synthetic("ddp-test", generate, "smoke", 0)
+    # 3) train the built-in recipe for a few steps; every rank dumps its weights
     cfg = load(None, "smoke", ["train.max_steps=3", "train.progress=false", "train.device=cpu"])
     task, res = pretrain(cfg, data, out / "run")
     save_weights(task, out / f"rank{r}.safetensors")
     (out / f"rank{r}.json").write_text(json.dumps({**check, "world": w, "step": res.step}))
+    D.cleanup()
+
+
+def run_ddp_gan(out: Path) -> None:
+    """Under torchrun: a two-group task (gradients averaged by hand), then a single-group task with
+    train.compile=true (eager backend) and grad_accum=2, counting DDP.no_sync calls."""
+    import functools
+
+    from pretrainlab.core import distributed as D
+    from pretrainlab.core.checkpoint import save_weights
+    from pretrainlab.core.config import TrainConfig
+    from pretrainlab.core.train import OptimGroup, Task, Trainer
+
+    D.init_distributed(torch.device("cpu"))
+    r = D.rank()
+
+    class GAN(Task):
+        def __init__(self) -> None:
+            super().__init__()
+            self.g, self.d = nn.Linear(8, 1), nn.Linear(8, 1)
+            self.d_steps = 0
+
+        def optim_groups(self) -> list[OptimGroup]:
+            return [OptimGroup("g", "g_loss", list(self.g.parameters())),
+                    OptimGroup("d", "d_loss", list(self.d.parameters()), every=2)]
+
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            x, y = batch
+            out = {"g_loss": nn.functional.mse_loss(self.g(x).squeeze(-1), y)}
+            out["loss"] = out["g_loss"]
+            if self.is_due("d"):
+                out["d_loss"] = nn.functional.mse_loss(self.d(x).squeeze(-1), -y)
+            return out
+
+        def on_step_end(self, step: int, max_steps: int) -> None:
+            self.d_steps += int(self.is_due("d"))
+
+    torch.manual_seed(0)
+    gan = GAN()
+    if r == 0:
+        save_weights(gan, out / "gan_init.safetensors")
+    data = AugmentedData()
+    cfg = TrainConfig(max_steps=3, batch_size=4, grad_accum=2, lr=1e-2, log_every=1, progress=False,
+                      tensorboard=False, device="cpu", seed=1)
+    Trainer(cfg, out / "gan").fit(gan, data)
+    save_weights(gan, out / f"gan{r}.safetensors")
+
+    calls = {"n": 0}
+    orig = nn.parallel.DistributedDataParallel.no_sync
+
+    def counting(self, *a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return orig(self, *a, **k)
+
+    nn.parallel.DistributedDataParallel.no_sync = counting  # type: ignore[method-assign]
+    torch.compile = functools.partial(torch.compile, backend="eager")  # type: ignore[assignment]
+
+    class Single(NoisyTask, Task):
+        pass
+
+    Trainer(TrainConfig(**{**cfg.__dict__, "compile": True}), out / "single").fit(Single(), data)
+    (out / f"gan{r}.json").write_text(json.dumps({"no_sync_calls": calls["n"], "d_steps": gan.d_steps}))
     D.cleanup()
 
 
@@ -108,9 +191,13 @@ def _nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Te
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "resume":
-        args = [a for a in sys.argv[2:] if a != "--resume"]
-        run_resume(Path(args[0]), int(args[1]) if len(args) > 1 else 0, resume="--resume" in sys.argv)
+        workers = next((int(a.split("=")[1]) for a in sys.argv if a.startswith("--workers=")), 0)
+        args = [a for a in sys.argv[2:] if a != "--resume" and not a.startswith("--workers=")]
+        run_resume(Path(args[0]), int(args[1]) if len(args) > 1 else 0, resume="--resume" in sys.argv,
+                   workers=workers)
     elif mode == "ddp":
         run_ddp(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif mode == "ddp_gan":
+        run_ddp_gan(Path(sys.argv[2]))
     else:
         raise SystemExit(f"unknown mode {mode}")

@@ -151,21 +151,73 @@ def test_per_group_clip_grad(tmp_path: Path) -> None:
     assert g_step > 100 * d_step  # train.clip_grad = 0: the generator is not clipped
 
 
+class LazyGAN(Task):
+    """A GAN-shaped task that computes the discriminator loss only on the steps its group is due (as a
+    real GAN must, to save the discriminator pass), and a NaN at one chosen optimizer step."""
+
+    def __init__(self, nan_step: int) -> None:
+        super().__init__()
+        self.g = nn.Linear(4, 1)
+        self.d = nn.Linear(4, 1)
+        self.nan_step = nan_step
+        self.seen: list[tuple[int, frozenset[str]]] = []
+
+    def optim_groups(self) -> list[OptimGroup]:
+        return [OptimGroup("g", "g_loss", list(self.g.parameters())),
+                OptimGroup("d", "d_loss", list(self.d.parameters()), every=2)]
+
+    def forward(self, batch):  # type: ignore[no-untyped-def]
+        x, y = batch
+        self.seen.append((self.step_index, self.due_groups))
+        g_loss = nn.functional.mse_loss(self.g(x).squeeze(-1), y)
+        if self.step_index == self.nan_step:
+            g_loss = g_loss * float("nan")
+        out = {"loss": g_loss, "g_loss": g_loss}
+        if self.is_due("d"):
+            out["d_loss"] = nn.functional.mse_loss(self.d(x).squeeze(-1), -y)
+        return out
+
+
+def test_skipped_step_keeps_a_multi_optimizer_task_in_step(tmp_path: Path) -> None:
+    """A non-finite (skipped) step still counts: the task is told which groups are due at every step and
+    the trainer never asks for a loss the task did not have to compute."""
+    task = LazyGAN(nan_step=1)
+    res = Trainer(_cfg(max_steps=6), tmp_path).fit(task, _regression())
+    assert res.nan_skipped == 1 and res.step == 6
+    due = [sorted(g) for _, g in task.seen]
+    assert [s for s, _ in task.seen] == [0, 1, 2, 3, 4, 5]
+    assert due == [["d", "g"], ["g"], ["d", "g"], ["g"], ["d", "g"], ["g"]]
+
+
+def test_missing_loss_of_a_due_group_is_a_clear_error(tmp_path: Path) -> None:
+    class Forgetful(LazyGAN):
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            out = super().forward(batch)
+            out.pop("d_loss", None)
+            return out
+
+    with pytest.raises(KeyError, match=r"Forgetful.forward returned no \['d_loss'\] at step 0 although group\(s\) \['d'\]"):
+        Trainer(_cfg(max_steps=2), tmp_path).fit(Forgetful(nan_step=-1), _regression())
+
+
 def _run_worker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
     return subprocess.run([sys.executable, str(HERE / "_workers.py"), *args], env=env, capture_output=True,
                           text=True, timeout=300, check=check)
 
 
-def test_sigkill_and_resume_logs_identical_losses(tmp_path: Path) -> None:
-    """A run SIGKILLed after step 13 (checkpoint at 10) and resumed logs exactly the uninterrupted losses."""
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_and_resume_logs_identical_losses(tmp_path: Path, workers: int) -> None:
+    """A run SIGKILLed after step 13 (checkpoint at 10, mid-epoch) and resumed logs exactly the
+    uninterrupted losses, also with DataLoader workers drawing augmentations in the dataset."""
     ref, crashed = tmp_path / "ref", tmp_path / "crashed"
-    _run_worker("resume", str(ref))
-    p = _run_worker("resume", str(crashed), "13", check=False)
+    w = f"--workers={workers}"
+    _run_worker("resume", str(ref), w)
+    p = _run_worker("resume", str(crashed), "13", w, check=False)
     assert p.returncode == -signal.SIGKILL, p.stderr
     assert find_checkpoint(crashed).name == "step_000010"
     assert not list((crashed / "checkpoints").glob("*.tmp*")), "half-written checkpoint left behind"
-    _run_worker("resume", str(crashed), "--resume")
+    _run_worker("resume", str(crashed), "--resume", w)
     a, b = _losses(ref), _losses(crashed)
     assert len(a) == len(b) == 24
     assert a == b  # bit-identical in deterministic CPU mode
@@ -174,7 +226,7 @@ def test_sigkill_and_resume_logs_identical_losses(tmp_path: Path) -> None:
 @pytest.mark.ddp
 def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     """2-process torchrun (gloo): gathered NT-Xent gradient == global-batch gradient; ranks end equal."""
-    from pretrainlab.core.builtin.domain import synthetic_data
+    from pretrainlab.core.builtin.api import synthetic_data
 
     data = synthetic_data("smoke")
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
@@ -198,3 +250,26 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     ckpt, _ = load_tensors(find_checkpoint(tmp_path / "run") / "model.safetensors")
     assert find_checkpoint(tmp_path / "run").name == "step_000003"
     torch.testing.assert_close(ckpt["encoder.fc.weight"], w0["encoder.fc.weight"], rtol=0, atol=0)
+    # one-time preparation under torchrun: only rank 0 ran the generator
+    assert [json.loads(x)["rank"] for x in (tmp_path / "generated.jsonl").read_text().splitlines()] == [0]
+
+
+@pytest.mark.ddp
+def test_torchrun_gan_groups_and_no_sync_under_compile(tmp_path: Path) -> None:
+    """2 gloo processes: a two-optimizer task's averaged gradients keep the ranks equal; with
+    train.compile=true and grad_accum=2, DDP's no_sync still skips the all-reduce of the first micro-batch."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    p = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(HERE / "_workers.py"), "ddp_gan",
+                        str(tmp_path)], check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    infos = [json.loads((tmp_path / f"gan{r}.json").read_text()) for r in (0, 1)]
+    for info in infos:
+        assert info["no_sync_calls"] == 3  # 3 optimizer steps x (grad_accum 2 - 1)
+        assert info["d_steps"] == 2  # every=2 over 3 steps: steps 0 and 2
+    g0, _ = load_tensors(tmp_path / "gan0.safetensors")
+    g1, _ = load_tensors(tmp_path / "gan1.safetensors")
+    for k in g0:
+        torch.testing.assert_close(g0[k], g1[k], rtol=0, atol=0, msg=k)
+    init, _ = load_tensors(tmp_path / "gan_init.safetensors")
+    assert not torch.equal(init["g.weight"], g0["g.weight"]) and not torch.equal(init["d.weight"], g0["d.weight"])

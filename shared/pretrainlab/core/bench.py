@@ -7,7 +7,6 @@ allocated on CUDA, peak RSS on CPU).
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import sys
@@ -19,10 +18,8 @@ from typing import Any
 import torch
 
 from pretrainlab.core.config import TrainConfig
-from pretrainlab.core.data import default_collate_to
-from pretrainlab.core.io import atomic_write_json
-from pretrainlab.core.optim import build_optimizer
-from pretrainlab.core.train import Task, autocast_dtype, select_device
+from pretrainlab.core.io import atomic_write_json, dumps_json
+from pretrainlab.core.train import Task
 
 
 def _sync(device: torch.device) -> None:
@@ -37,45 +34,42 @@ def peak_rss_mb() -> float:
 
 def bench_task(task: Task, make_batch: Callable[[], Any], *, steps: int = 20, warmup: int = 3,
                device: str = "auto", precision: str = "auto", compile: bool = False, lr: float = 1e-4,
-               name: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Time ``steps`` training steps of ``task`` on ``make_batch()`` after ``warmup`` untimed ones."""
-    dev = select_device(device)
-    task.to(dev).train()
-    cfg = TrainConfig(lr=lr, precision=precision)
-    groups = task.optim_groups()
-    opts = []
-    claimed = {id(p) for g in groups if g.params is not None for p in g.params}
-    for g in groups:
-        params = g.params if g.params is not None else [p for p in task.parameters() if p.requires_grad and id(p) not in claimed]
-        opts.append((g, [p for p in params if p.requires_grad], build_optimizer(params, cfg)))
-    model = torch.compile(task) if compile else task
-    dtype = autocast_dtype(precision, dev)
-    batch = default_collate_to(make_batch(), dev)
+               name: str = "", extra: dict[str, Any] | None = None, train: TrainConfig | None = None) -> dict[str, Any]:
+    """Time ``steps`` optimizer steps of ``task`` on ``make_batch()`` after ``warmup`` untimed ones.
+
+    Each step is the trainer's own :meth:`~pretrainlab.core.train.Trainer.train_step` (forward under
+    autocast, backward, clipping, the finite check, the optimizer step of every group due at that
+    step), so what is timed is what training runs. ``train``: the task's TrainConfig (optimizer,
+    clipping); its device / precision / compile are replaced by the arguments.
+    """
+    import dataclasses
+    import tempfile
+
+    from pretrainlab.core.train import Trainer
+
+    cfg = dataclasses.replace(train or TrainConfig(lr=lr), device=device, precision=precision, compile=compile,
+                              max_steps=max(1, warmup + steps), warmup_steps=0, progress=False, tensorboard=False)
+    trainer = Trainer(cfg, Path(tempfile.gettempdir()) / "pretrainlab-bench-unused")
+    dev = trainer.device
+    eng = trainer.prepare(task)
+    task.train()
+    batch = make_batch()
     bs = task.batch_size(batch)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-
-    def step() -> None:
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            out = model(batch)
-        for i, (g, params, _) in enumerate(opts):
-            torch.autograd.backward(out[g.loss_key].float(), inputs=params, retain_graph=i < len(opts) - 1)
-        for _, _, o in opts:
-            o.step()
-            o.zero_grad(set_to_none=True)
-        task.on_step_end(1, 1000)
-
-    for _ in range(warmup):
-        step()
+    for i in range(warmup):
+        trainer.train_step(eng, [batch], i)
     _sync(dev)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
+    for i in range(steps):
+        trainer.train_step(eng, [batch], warmup + i)
     _sync(dev)
     dt = time.perf_counter() - t0
+    dtype = trainer.amp_dtype
     res: dict[str, Any] = {
         "name": name or type(task).__name__,
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
         "compile": compile,
         "batch_size": bs,
@@ -97,6 +91,6 @@ def bench_task(task: Task, make_batch: Callable[[], Any], *, steps: int = 20, wa
 
 def report(results: dict[str, Any] | list[dict[str, Any]], out: Path | None = None) -> None:
     """Print the JSON and write it to ``out`` when given."""
-    print(json.dumps(results, indent=2))
+    print(dumps_json(results, indent=2))
     if out is not None:
         atomic_write_json(Path(out), results)

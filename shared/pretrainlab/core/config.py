@@ -1,19 +1,24 @@
 """Typed configuration: dataclasses are the single source of truth.
 
 A recipe is one YAML file whose keys mirror a dataclass tree. ``load_config`` builds the dataclass
-from defaults, then the YAML, then a profile block (``profiles: {smoke: {...}}`` inside the YAML),
-then dotted ``key=value`` overrides from the command line. Unknown keys are an error that names
-the nearest valid key. The resolved config is written into every run folder (``save_config``).
+from defaults, then the YAML (after the recipe it names in ``extends:``, if any), then a profile
+block (``profiles: {smoke: {...}}`` inside the YAML), then dotted ``key=value`` overrides from the
+command line. Unknown keys are an error that names the nearest valid key. Every value is then
+validated (:func:`validate`: ``CHECKS`` per dataclass, ``check()`` across fields) with an error
+naming the dotted key, before anything is written. The resolved config is written into every run
+folder (``save_config``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -38,6 +43,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     optimizer: str = "adamw"  # adamw | adam | sgd | lars
     momentum: float = 0.9  # sgd / lars
+    nesterov: bool = False  # sgd: Nesterov momentum (only when asked)
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "cosine"  # cosine | linear | poly | constant
     poly_power: float = 2.0  # exponent of the poly schedule: lr * (1 - t) ** poly_power
@@ -52,12 +58,26 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 10
     ckpt_every: int = 0  # 0 = only at the end
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # 0 = keep all
     nan_policy: str = "skip"  # skip | stop: what a non-finite loss / gradient does
     max_nan_skips: int = 10  # stop with an error after this many skipped steps
     find_unused_parameters: bool = False  # DDP
     progress: bool = True
     tensorboard: bool = True  # used when the tensorboard package is installed
+
+    CHECKS: ClassVar[dict[str, Any]] = {
+        "max_steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "min_lr_ratio": ">=0 <=1",
+        "weight_decay": ">=0", "optimizer": ("adamw", "adam", "sgd", "lars"), "momentum": ">=0 <1",
+        "betas": ">=0 <1", "schedule": ("cosine", "linear", "poly", "constant"), "poly_power": ">0",
+        "warmup_steps": ">=0", "clip_grad": ">=0", "precision": ("auto", "bf16", "fp32"),
+        "device": lambda v: None if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
+        else "expected auto, cpu, cuda or cuda:N", "num_workers": ">=0", "log_every": ">=1", "ckpt_every": ">=0",
+        "keep_checkpoints": ">=0", "nan_policy": ("skip", "stop"), "max_nan_skips": ">=0",
+    }
+
+    def check(self) -> None:
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ConfigError("nesterov: true needs optimizer: sgd with momentum > 0")
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -136,6 +156,62 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     return value
+
+
+Check = str | tuple | list | set | frozenset | Callable[[Any], "str | None"]
+
+
+def _check_one(value: Any, spec: Check, key: str) -> None:
+    """Apply one ``CHECKS`` entry to ``value`` (each element of a list / tuple value)."""
+    if isinstance(value, (list, tuple)) and not isinstance(spec, (tuple, list, set, frozenset)):
+        for i, v in enumerate(value):
+            _check_one(v, spec, f"{key}[{i}]")
+        return
+    if callable(spec):
+        problem = spec(value)
+        if problem:
+            raise ConfigError(f"{key}: {value!r} is not allowed ({problem})")
+        return
+    if isinstance(spec, (tuple, list, set, frozenset)):
+        if value not in spec:
+            raise ConfigError(f"{key}: {value!r} is not allowed{_suggest(str(value), [str(x) for x in spec])}; "
+                              f"allowed: {', '.join(str(x) for x in spec)}")
+        return
+    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+    for term in str(spec).split():
+        op = next(o for o in (">=", "<=", ">", "<") if term.startswith(o))
+        bound = float(term[len(op):])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
+                or not ops[op](value, bound):
+            raise ConfigError(f"{key}: {value!r} is not allowed; expected a number {' and '.join(str(spec).split())}")
+
+
+def validate(cfg: Any, prefix: str = "") -> Any:
+    """Check a config tree: every float is a number (not NaN), each dataclass's ``CHECKS`` (a mapping
+    field -> ``">=1"`` / ``">0 <=1"`` / a tuple of allowed values / ``f(value) -> problem or None``) and
+    its ``check()`` method for constraints across fields. Raises :class:`ConfigError` naming the
+    dotted key, the value and what is allowed; returns ``cfg``."""
+    checks = getattr(type(cfg), "CHECKS", {}) or {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            validate(v, key + ".")
+            continue
+        if isinstance(v, float) and math.isnan(v):
+            raise ConfigError(f"{key}: NaN is not allowed; expected a number")
+        if f.name in checks:
+            _check_one(v, checks[f.name], key)
+    unknown = set(checks) - {f.name for f in dataclasses.fields(cfg)}
+    if unknown:
+        raise TypeError(f"{type(cfg).__name__}.CHECKS names unknown fields {sorted(unknown)}")
+    check = getattr(cfg, "check", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as e:
+            raise ConfigError(f"{prefix}{e}") from None
+    return cfg
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
@@ -260,24 +336,43 @@ def resolve_recipe(name_or_path: str | Path, recipes_dir: Path) -> Path:
                       f"available: {', '.join(names)}")
 
 
+def _recipe_layers(path: Path, recipes_dir: Path | None, seen: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The YAML of a recipe and of the recipes it ``extends`` (base first)."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'extends' forms a cycle ({' -> '.join(p.name for p in seen)})")
+    data = read_yaml(path)
+    base = data.pop("extends", None)
+    layers: list[dict[str, Any]] = []
+    if base:
+        base_path = resolve_recipe(str(base), recipes_dir or path.parent)
+        layers = _recipe_layers(base_path, recipes_dir, (*seen, path.resolve()))
+    return [*layers, data]
+
+
 def load_config(cls: type[T], recipe: str | Path | None = None, *, recipes_dir: Path | None = None,
                 profile: str | None = None, overrides: typing.Sequence[str] | dict[str, Any] = ()) -> T:
-    """defaults <- recipe YAML <- ``profiles[profile]`` block of the YAML <- overrides."""
+    """defaults <- recipe YAML (after the recipes it ``extends:``) <- ``profiles[profile]`` blocks <-
+    overrides; then :func:`validate`."""
     cfg = cls()
-    data: dict[str, Any] = {}
+    layers: list[dict[str, Any]] = []
     if recipe is not None:
         path = resolve_recipe(recipe, recipes_dir) if recipes_dir else Path(recipe)
-        data = read_yaml(path)
-    profiles = data.pop("profiles", {}) or {}
-    if "description" not in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
-        data.pop("description", None)
-    cfg = merge(cfg, data)
-    if profile is not None:
-        if profile not in PROFILES:
-            raise ConfigError(f"unknown profile '{profile}'{_suggest(profile, PROFILES)}; use one of {PROFILES}")
-        cfg = merge(cfg, profiles.get(profile, {}) or {})
+        layers = _recipe_layers(path, recipes_dir)
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(f"unknown profile '{profile}'{_suggest(profile, PROFILES)}; use one of {PROFILES}")
+    has_description = "description" in {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    blocks = []
+    for data in layers:
+        profiles = data.pop("profiles", {}) or {}
+        if not has_description:
+            data.pop("description", None)
+        cfg = merge(cfg, data)
+        if profile is not None:
+            blocks.append(profiles.get(profile, {}) or {})
+    for block in blocks:
+        cfg = merge(cfg, block)
     ov = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-    return merge(cfg, ov)
+    return validate(merge(cfg, ov))
 
 
 def recipe_description(path: Path) -> str:

@@ -7,17 +7,17 @@
   same whatever the number of workers.
 - Checksummed manifests (``manifest.json`` with sha256 per file) and a cache folder.
 - The synthetic-generator protocol: ``generate(out, profile, seed)`` writes the domain's real
-  format into a temporary folder that is renamed when complete (``cached_synthetic``).
+  format into a temporary folder that is renamed when complete (``cached_synthetic``); under
+  torchrun rank 0 generates while the others wait (``rank_zero_first``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -104,33 +104,6 @@ def write_manifest(root: Path, info: dict[str, Any] | None = None, name: str = "
     return out
 
 
-def verify_manifest(root: Path, name: str = "manifest.json", check_hash: bool = True) -> dict[str, Any]:
-    """Raise ``DataError`` naming the first missing / changed file."""
-    root = Path(root)
-    mpath = root / name
-    try:
-        manifest = json.loads(mpath.read_text())
-    except FileNotFoundError as e:
-        raise DataError(mpath, "manifest not found") from e
-    except json.JSONDecodeError as e:
-        raise DataError(mpath, f"manifest is not valid JSON ({e})") from e
-    for rel, meta in manifest.get("files", {}).items():
-        p = root / rel
-        if not p.exists():
-            raise DataError(p, "listed in the manifest but missing")
-        if p.stat().st_size != meta["size"]:
-            raise DataError(p, f"size {p.stat().st_size} differs from the manifest's {meta['size']}")
-        if check_hash and sha256_file(p) != meta["sha256"]:
-            raise DataError(p, "checksum differs from the manifest")
-    return manifest
-
-
-class SyntheticGenerator(Protocol):
-    """``generate(out, profile, seed)`` writes a complete dataset into the (empty) folder ``out``."""
-
-    def __call__(self, out: Path, profile: str, seed: int) -> None: ...
-
-
 def generate_dataset(generator: Callable[[Path, str, int], Any], out: Path, profile: str = "tiny",
                      seed: int = 0, overwrite: bool = False) -> Path:
     """Run a generator into a temporary folder, add a manifest, rename into place atomically."""
@@ -146,15 +119,18 @@ def generate_dataset(generator: Callable[[Path, str, int], Any], out: Path, prof
 def cached_synthetic(domain: str, generator: Callable[[Path, str, int], Any], profile: str = "tiny",
                      seed: int = 0, version: str = "1") -> Path:
     """The domain's embedded synthetic data, generated once into the cache and reused."""
+    from pretrainlab.core.distributed import rank_zero_first
+
     out = cache_root() / "data" / domain / f"{profile}-seed{seed}-v{version}"
-    if (out / "manifest.json").exists():
-        return out
-    try:
-        return generate_dataset(generator, out, profile, seed)
-    except (FileExistsError, DataError):  # another process finished it first
+    with rank_zero_first():  # under torchrun: rank 0 generates, the other ranks then find it
         if (out / "manifest.json").exists():
             return out
-        raise
+        try:
+            return generate_dataset(generator, out, profile, seed)
+        except (FileExistsError, DataError):  # another process (another job) finished it first
+            if (out / "manifest.json").exists():
+                return out
+            raise
 
 
 def default_collate_to(batch: Any, device: torch.device, non_blocking: bool = True) -> Any:

@@ -11,7 +11,9 @@ runs use torchrun's rendezvous, e.g. on every node::
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -62,6 +64,23 @@ def barrier() -> None:
         dist.barrier()
 
 
+@contextlib.contextmanager
+def rank_zero_first() -> Iterator[None]:
+    """One-time preparation under torchrun (a cache, feature networks, geocells): rank 0 runs the
+    body first while the other ranks wait at a barrier, then they run it (and find rank 0's result).
+    Outside torchrun it just runs the body."""
+    if not is_distributed():
+        yield
+        return
+    if rank() != 0:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if rank() == 0:
+            dist.barrier()
+
+
 class _AllGatherWithGrad(torch.autograd.Function):
     """All-gather whose backward sums the gradients of every rank and returns this rank's slice."""
 
@@ -89,14 +108,6 @@ def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     if not is_distributed() or world_size() == 1:
         return x
     return _AllGatherWithGrad.apply(x)
-
-
-def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
-    if not is_distributed():
-        return x
-    y = x.clone()
-    dist.all_reduce(y, op=dist.ReduceOp.SUM)
-    return y / world_size()
 
 
 def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:

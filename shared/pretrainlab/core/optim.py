@@ -69,7 +69,7 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float 
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas), foreach=True)  # type: ignore[arg-type]
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, foreach=True)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=cfg.momentum)
     raise ValueError(f"unknown optimizer '{cfg.optimizer}' (use adamw, adam, sgd or lars)")

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from pretrainlab.core.checkpoint import (
 )
 from pretrainlab.core.config import TrainConfig, save_config, to_dict
 from pretrainlab.core.data import ResumableSampler, batch_size_of, default_collate_to
-from pretrainlab.core.io import atomic_write_text
+from pretrainlab.core.io import atomic_write_text, dumps_json
 from pretrainlab.core.optim import build_optimizer
 from pretrainlab.core.schedules import lr_factor
 
@@ -66,16 +66,61 @@ class Task(nn.Module):
     """Base class of every pre-training / fine-tuning method.
 
     ``forward(batch) -> {"loss": total, "<term>": value, ...}``; every value a 0-d tensor.
+
+    Several optimizers (a GAN): :meth:`optim_groups` declares them. Before the micro-batches of
+    every optimizer step the trainer calls :meth:`begin_step` with the 0-based step and the names of
+    the groups that step (``OptimGroup.every``); ``forward`` must return the loss of every due group
+    and may skip the others (``self.is_due(name)``). The step counts every optimizer step, also one
+    skipped for a non-finite loss, so a task never keeps its own counter.
     """
+
+    step_index: int = 0
+    due_groups: frozenset[str] = frozenset({"main"})
 
     def optim_groups(self) -> list[OptimGroup]:
         return [OptimGroup()]
 
+    def begin_step(self, step: int, due: frozenset[str]) -> None:
+        """Called by the trainer before an optimizer step's micro-batches (``step`` is 0-based)."""
+        self.step_index = step
+        self.due_groups = due
+
+    def is_due(self, group: str) -> bool:
+        """Whether optimizer group ``group`` steps at the current step (see :meth:`begin_step`)."""
+        return group in self.due_groups
+
     def on_step_end(self, step: int, max_steps: int) -> None:
-        """Called after every optimizer step (``step`` is 1-based): EMA / momentum updates go here."""
+        """Called after every applied optimizer step (``step`` is 1-based): EMA / momentum updates go here."""
 
     def batch_size(self, batch: Any) -> int:
         return batch_size_of(batch)
+
+
+class SeededItems(Dataset):
+    """A map-style dataset whose items draw their randomness from (seed, epoch, index).
+
+    Inside a DataLoader worker, the global torch / numpy / python RNGs are seeded from
+    ``(seed, epoch, index)`` before each item is read, so augmentations drawn in workers are the
+    same whatever the number of workers, differ per epoch (and per rank, whose indices differ),
+    and a run resumed mid-epoch sees exactly the items it would have seen. In the main process
+    (``num_workers=0``) items use the trainer's RNG state, which the checkpoint restores.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        if torch.utils.data.get_worker_info() is not None:
+            import random
+
+            s = ((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)) % (2**63 - 1)
+            torch.manual_seed(s)
+            np.random.seed(s % (2**32))
+            random.seed(s)
+        return self.dataset[index]
 
 
 @dataclasses.dataclass
@@ -161,7 +206,7 @@ class _Logger:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(dumps_json(row) + "\n")
         if self.tb is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k != "step":
@@ -181,23 +226,58 @@ class _Logger:
             self.tb.close()
 
 
+@dataclasses.dataclass
+class Engine:
+    """What a prepared task trains with: the wrapped model, its optimizer groups and optimizers."""
+
+    task: Task
+    model: nn.Module  # the task, possibly wrapped (DDP) and compiled
+    ddp: nn.parallel.DistributedDataParallel | None
+    groups: list[tuple[OptimGroup, list[nn.Parameter]]]
+    optimizers: list[torch.optim.Optimizer]
+
+    @property
+    def single(self) -> bool:
+        return len(self.groups) == 1 and self.groups[0][0].every == 1
+
+    def due(self, step: int) -> list[int]:
+        """Indices of the groups that step at optimizer step ``step`` (0-based)."""
+        return [i for i, (g, _) in enumerate(self.groups) if step % g.every == 0]
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Where a run stands (saved in every checkpoint)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of this epoch already consumed
+    nan_skips: int = 0
+
+
 class Trainer:
     """Runs a :class:`Task` over a dataset for ``cfg.max_steps`` optimizer steps.
 
     ``run_dir`` receives ``config.yaml`` (``full_config`` when given, else the train config),
-    ``metrics.jsonl``, ``checkpoints/step_*`` and ``train_summary.json``.
+    ``metrics.jsonl``, ``checkpoints/step_*`` and ``train_summary.json``. :meth:`fit` is made of
+    :meth:`prepare` (device, optimizers, DDP / compile), :meth:`restore` (resume), the data loop,
+    :meth:`train_step` (one optimizer step over its micro-batches; ``core.bench`` times exactly
+    this) and the logging / checkpoint steps.
     """
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, full_config: Any = None) -> None:
-        self.cfg = cfg
+        from pretrainlab.core.config import validate
+
+        self.cfg = validate(cfg)
         self.run_dir = Path(run_dir)
         self.full_config = full_config if full_config is not None else cfg
         self.device = select_device(cfg.device)
         self.distributed = D.init_distributed(self.device)
         self.rank, self.world = D.rank(), D.world_size()
         self.is_main = self.rank == 0
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
 
-    # ------------------------------------------------------------------ pieces
+    # ------------------------------------------------------------------ preparation
     def _groups(self, task: Task) -> list[tuple[OptimGroup, list[nn.Parameter]]]:
         groups = task.optim_groups()
         claimed: set[int] = set()
@@ -211,16 +291,70 @@ class Trainer:
             params = [p for p in params if p.requires_grad]
             if not params:
                 raise ValueError(f"optimizer group '{g.name}' has no trainable parameters")
+            if g.every < 1:
+                raise ValueError(f"optimizer group '{g.name}': every must be >= 1, got {g.every}")
             out.append((g, params))
         return out
+
+    def prepare(self, task: Task) -> Engine:
+        """Move the task to the device, build its optimizers, wrap it for DDP and ``torch.compile``."""
+        cfg = self.cfg
+        task.to(self.device)
+        if cfg.channels_last and self.device.type == "cuda":
+            task.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        groups = self._groups(task)
+        optimizers = [build_optimizer(params, cfg, g.lr, g.weight_decay) for g, params in groups]
+        single = len(groups) == 1 and groups[0][0].every == 1
+        model: nn.Module = task
+        ddp = None
+        if self.distributed and single:
+            ddp = nn.parallel.DistributedDataParallel(
+                task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters)
+            model = ddp
+        elif self.distributed:  # several optimizer groups: gradients are averaged by hand in train_step
+            for p in task.state_dict().values():
+                torch.distributed.broadcast(p, 0)
+        if cfg.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        return Engine(task, model, ddp, groups, optimizers)
+
+    def restore(self, eng: Engine, resume: bool | str | Path) -> LoopState:
+        """Load weights, optimizer and RNG state from the latest (or the given) checkpoint."""
+        st = LoopState()
+        if not resume:
+            seed_everything(self.cfg.seed * 1000 + self.rank)
+            return st
+        src = self.run_dir / "checkpoints" if resume is True else Path(resume)
+        try:
+            folder = find_checkpoint(src)
+        except Exception:
+            if resume is not True:
+                raise
+            seed_everything(self.cfg.seed * 1000 + self.rank)
+            return st
+        weights, _ = load_tensors(folder / "model.safetensors", self.device)
+        eng.task.load_state_dict(weights)
+        saved = load_state(folder / "state.safetensors")
+        for opt, osd in zip(eng.optimizers, saved["optimizers"]):
+            opt.load_state_dict(osd)
+        st = LoopState(int(saved["step"]), int(saved["epoch"]), int(saved["batch_in_epoch"]), int(saved["nan_skips"]))
+        rng = saved["rng"][self.rank] if self.rank < len(saved["rng"]) else None
+        if rng is not None:
+            set_rng_state(rng)
+        else:
+            seed_everything(self.cfg.seed * 1000 + self.rank)
+        if self.is_main:
+            print(f"resuming from {folder} at step {st.step}", file=sys.stderr)
+        return st
 
     def _loader(self, dataset: Dataset, collate_fn: Callable[[list[Any]], Any] | None,
                 sampler: ResumableSampler | None) -> DataLoader:
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed)
         kwargs: dict[str, Any] = {"batch_size": cfg.batch_size, "collate_fn": collate_fn,
-                                      "num_workers": cfg.num_workers, "pin_memory": self.device.type == "cuda",
-                                      "drop_last": True, "generator": g}
+                                  "num_workers": cfg.num_workers, "pin_memory": self.device.type == "cuda",
+                                  "drop_last": True, "generator": g}
         if cfg.num_workers > 0:
             kwargs["persistent_workers"] = False
             kwargs["prefetch_factor"] = 4
@@ -228,210 +362,183 @@ class Trainer:
             kwargs["sampler"] = sampler
         return DataLoader(dataset, **kwargs)
 
-    # ------------------------------------------------------------------ main entry
+    def _epochs(self, dataset: Dataset | Iterable[Any], collate_fn: Callable[[list[Any]], Any] | None,
+                st: LoopState) -> Iterator[Any]:
+        """Micro-batches, epoch after epoch, starting where ``st`` says (``st.epoch`` / ``batch_in_epoch``
+        are advanced here)."""
+        cfg = self.cfg
+        if isinstance(dataset, (IterableDataset, DataLoader)) or not hasattr(dataset, "__len__"):
+            while True:
+                loader = dataset if isinstance(dataset, DataLoader) else self._loader(dataset, collate_fn, None)  # type: ignore[arg-type]
+                for batch in loader:
+                    st.batch_in_epoch += 1
+                    yield batch
+                st.epoch += 1
+                st.batch_in_epoch = 0
+        items = SeededItems(dataset, cfg.seed)  # type: ignore[arg-type]
+        sampler = ResumableSampler(len(items), seed=cfg.seed, shuffle=True, rank=self.rank, world=self.world)
+        if len(sampler) // cfg.batch_size == 0:
+            raise ValueError(f"dataset of {len(items)} samples gives no full batch of {cfg.batch_size} per process; "
+                             "lower train.batch_size")
+        while True:
+            items.epoch = st.epoch
+            sampler.set_epoch(st.epoch, st.batch_in_epoch * cfg.batch_size)
+            for batch in self._loader(items, collate_fn, sampler):  # type: ignore[arg-type]
+                st.batch_in_epoch += 1
+                yield batch
+            st.epoch += 1
+            st.batch_in_epoch = 0
+
+    # ------------------------------------------------------------------ one optimizer step
+    def train_step(self, eng: Engine, micro_batches: Sequence[Any], step: int) -> tuple[dict[str, torch.Tensor], bool]:
+        """Forward / backward over ``micro_batches`` (gradient accumulation), then clip, check and step
+        every group due at ``step``. Returns (the summed 0-d outputs, whether the update was applied).
+
+        A non-finite loss or gradient in any due group skips the whole update (on every rank).
+        """
+        cfg, task = self.cfg, eng.task
+        due_idx = eng.due(step)
+        due = [(eng.groups[i][0], eng.groups[i][1], eng.optimizers[i]) for i in due_idx]
+        task.begin_step(step, frozenset(g.name for g, _, _ in due))
+        n = len(micro_batches)
+        sums: dict[str, torch.Tensor] = {}
+        last_out: dict[str, torch.Tensor] = {}
+        for k, batch in enumerate(micro_batches):
+            batch = default_collate_to(batch, self.device, non_blocking=True)
+            sync = eng.ddp.no_sync() if eng.ddp is not None and k < n - 1 else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    out = eng.model(batch)
+                missing = [g.loss_key for g, _, _ in due if g.loss_key not in out]
+                if missing:
+                    raise KeyError(f"{type(task).__name__}.forward returned no {missing} at step {step} although "
+                                   f"group(s) {[g.name for g, _, _ in due if g.loss_key in missing]} are due "
+                                   f"(returned: {sorted(out)})")
+                if eng.single:
+                    (out["loss"].float() / n).backward()
+                else:
+                    for i, (g, params, _) in enumerate(due):
+                        torch.autograd.backward(out[g.loss_key].float() / n, inputs=params, retain_graph=i < len(due) - 1)
+            for key, v in out.items():
+                if isinstance(v, torch.Tensor) and v.ndim == 0:
+                    sums[key] = sums.get(key, torch.zeros((), device=self.device)) + v.detach().float() / n
+            last_out = out
+        factor = lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio, cfg.poly_power)
+        finite = torch.ones((), device=self.device, dtype=torch.bool)
+        for g, params, opt in due:
+            if not eng.single:
+                D.all_reduce_grads(params)
+            for pg in opt.param_groups:
+                pg["lr"] = pg["base_lr"] * factor
+            grads = [p.grad for p in params if p.grad is not None]
+            max_norm = cfg.clip_grad if g.clip_grad is None else g.clip_grad
+            if max_norm > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            else:
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in grads])) \
+                    if grads else torch.zeros((), device=self.device)
+            finite &= torch.isfinite(norm)
+            finite &= torch.isfinite(last_out[g.loss_key].detach())
+        if self.distributed:
+            flag = (~finite).float()
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            finite = flag == 0
+        ok = bool(finite)  # one host sync per step: never apply a non-finite update
+        if ok:
+            for _, _, opt in due:
+                opt.step()
+        for opt in eng.optimizers:
+            opt.zero_grad(set_to_none=True)
+        sums["lr"] = torch.tensor(cfg.lr * factor)
+        return sums, ok
+
+    # ------------------------------------------------------------------ the loop
     def fit(self, task: Task, dataset: Dataset | Iterable[Any], collate_fn: Callable[[list[Any]], Any] | None = None,
             resume: bool | str | Path = False) -> TrainResult:
         cfg = self.cfg
-        if cfg.max_steps <= 0:
-            raise ValueError("train.max_steps must be positive")
         set_deterministic(cfg.deterministic)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.full_config, self.run_dir / "config.yaml")
         D.barrier()
-
-        task.to(self.device)
-        if cfg.channels_last and self.device.type == "cuda":
-            task.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        groups = self._groups(task)
-        optimizers = [build_optimizer(params, cfg, g.lr, g.weight_decay) for g, params in groups]
-        single = len(groups) == 1 and groups[0][0].every == 1
-
-        # ---- resume
-        start_step, epoch, batch_in_epoch, nan_skips = 0, 0, 0, 0
-        restored_rng = None
-        ckpt_dir = self.run_dir / "checkpoints"
-        if resume:
-            src = ckpt_dir if resume is True else Path(resume)
-            try:
-                folder = find_checkpoint(src)
-            except Exception:
-                folder = None
-                if resume is not True:
-                    raise
-            if folder is not None:
-                weights, _ = load_tensors(folder / "model.safetensors", self.device)
-                task.load_state_dict(weights)
-                st = load_state(folder / "state.safetensors")
-                for opt, osd in zip(optimizers, st["optimizers"]):
-                    opt.load_state_dict(osd)
-                start_step, epoch = int(st["step"]), int(st["epoch"])
-                batch_in_epoch, nan_skips = int(st["batch_in_epoch"]), int(st["nan_skips"])
-                restored_rng = st["rng"][self.rank] if self.rank < len(st["rng"]) else None
-                if self.is_main:
-                    print(f"resuming from {folder} at step {start_step}", file=sys.stderr)
-
-        # per-rank RNG for augmentation / dropout (model init already happened, identically on all ranks)
-        if restored_rng is not None:
-            set_rng_state(restored_rng)
-        elif start_step == 0:
-            seed_everything(cfg.seed * 1000 + self.rank)
-
-        model: nn.Module = task
-        if self.distributed and single:
-            model = nn.parallel.DistributedDataParallel(
-                task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=cfg.find_unused_parameters)
-        elif self.distributed:  # several optimizer groups: gradients are averaged by hand
-            for p in task.state_dict().values():
-                torch.distributed.broadcast(p, 0)
-        if cfg.compile:
-            model = torch.compile(model)  # type: ignore[assignment]
-
-        sampler = None
-        if not isinstance(dataset, IterableDataset):
-            sampler = ResumableSampler(len(dataset), seed=cfg.seed, shuffle=True, rank=self.rank, world=self.world)  # type: ignore[arg-type]
-            per_rank = len(sampler) // cfg.batch_size
-            if per_rank == 0:
-                raise ValueError(f"dataset of {len(dataset)} samples gives no full batch of "  # type: ignore[arg-type]
-                                 f"{cfg.batch_size} per process; lower train.batch_size")
-        amp_dtype = autocast_dtype(cfg.precision, self.device)
-        logger = _Logger(self.run_dir, cfg, start_step, self.is_main)
-
-        step = start_step
+        eng = self.prepare(task)
+        st = self.restore(eng, resume)
+        logger = _Logger(self.run_dir, cfg, st.step, self.is_main)
         history: list[dict[str, Any]] = []
         sums: dict[str, torch.Tensor] = {}
         n_sum = 0
         samples_since, t_since = 0, time.perf_counter()
         t0 = time.perf_counter()
         total_samples = 0
-        micro = 0
         last_ckpt: Path | None = None
         task.train()
+        batches = self._epochs(dataset, collate_fn, st)
         try:
-            while step < cfg.max_steps:
-                if sampler is not None:
-                    sampler.set_epoch(epoch, batch_in_epoch * cfg.batch_size)
-                loader = self._loader(dataset, collate_fn, sampler) if sampler is not None else \
-                    (dataset if isinstance(dataset, DataLoader) else self._loader(dataset, collate_fn, None))
-                for batch in loader:
-                    batch_in_epoch += 1
-                    batch = default_collate_to(batch, self.device, non_blocking=True)
-                    micro += 1
-                    last_micro = micro % cfg.grad_accum == 0
-                    due = [(g, p, o) for (g, p), o in zip(groups, optimizers) if step % g.every == 0]
-                    sync_ctx = model.no_sync() if (isinstance(model, nn.parallel.DistributedDataParallel)
-                                                   and not last_micro) else contextlib.nullcontext()
-                    with sync_ctx:
-                        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                            out = model(batch)
-                        if "loss" not in out and single:
-                            raise KeyError(f"{type(task).__name__}.forward must return a dict with 'loss'")
-                        if single:
-                            (out["loss"].float() / cfg.grad_accum).backward()
-                        else:
-                            for i, (g, params, _) in enumerate(due):
-                                torch.autograd.backward(out[g.loss_key].float() / cfg.grad_accum, inputs=params,
-                                                        retain_graph=i < len(due) - 1)
-                    bs = task.batch_size(batch) * self.world
-                    samples_since += bs
-                    total_samples += bs
-                    for k, v in out.items():
-                        if isinstance(v, torch.Tensor) and v.ndim == 0:
-                            sums[k] = sums.get(k, torch.zeros((), device=self.device)) + v.detach().float()
-                    n_sum += 1
-                    if not last_micro:
-                        continue
-
-                    # ---- optimizer step(s)
-                    factor = lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio,
-                                       cfg.poly_power)
-                    finite = torch.ones((), device=self.device, dtype=torch.bool)
-                    for g, params, opt in due:
-                        if not single:
-                            D.all_reduce_grads(params)
-                        for pg in opt.param_groups:
-                            pg["lr"] = pg["base_lr"] * factor
-                        grads = [p.grad for p in params if p.grad is not None]
-                        max_norm = cfg.clip_grad if g.clip_grad is None else g.clip_grad
-                        if max_norm > 0:
-                            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-                        else:
-                            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in grads])) \
-                                if grads else torch.zeros((), device=self.device)
-                        finite &= torch.isfinite(norm)
-                        finite &= torch.isfinite(out[g.loss_key].detach()) if g.loss_key in out else finite
-                    if self.distributed:
-                        flag = (~finite).float()
-                        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                        finite = flag == 0
-                    ok = bool(finite)  # one host sync per step: never apply a non-finite update
-                    if ok:
-                        for _, _, opt in due:
-                            opt.step()
-                    else:
-                        nan_skips += 1
-                        if cfg.nan_policy == "stop" or nan_skips > cfg.max_nan_skips:
-                            raise NonFiniteLossError(
-                                f"non-finite loss or gradient at step {step + 1} ({nan_skips} skipped so far); "
-                                f"last good checkpoint: {last_ckpt or 'none'}. Lower train.lr, set train.clip_grad, "
-                                f"or check the data.")
-                        if self.is_main:
-                            print(f"warning: non-finite loss at step {step + 1}; update skipped "
-                                  f"({nan_skips}/{cfg.max_nan_skips})", file=sys.stderr)
-                    for _, _, opt in due:
-                        opt.zero_grad(set_to_none=True)
-                    for opt in optimizers:
-                        opt.zero_grad(set_to_none=True)
-                    step += 1
-                    if ok:
-                        task.on_step_end(step, cfg.max_steps)
-                    logger.advance()
-
-                    if step % cfg.log_every == 0 or step == cfg.max_steps:
-                        now = time.perf_counter()
-                        row: dict[str, Any] = {"step": step, "epoch": epoch}
-                        vals = torch.stack(list(sums.values())).cpu().tolist() if sums else []
-                        for k, v in zip(sums.keys(), vals):
-                            row[k] = v / max(1, n_sum)
-                        row["lr"] = cfg.lr * factor
-                        row["samples_per_s"] = samples_since / max(1e-9, now - t_since)
-                        row["time_s"] = now - t0
-                        row["nan_skipped"] = nan_skips
-                        history.append(row)
-                        logger.log(row)
-                        sums, n_sum, samples_since, t_since = {}, 0, 0, now
-                    if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.max_steps:
-                        last_ckpt = self._save(task, optimizers, step, epoch, batch_in_epoch, nan_skips)
-                    if step >= cfg.max_steps:
-                        break
-                else:
-                    epoch += 1
-                    batch_in_epoch = 0
-                    continue
-                break
-            last_ckpt = self._save(task, optimizers, step, epoch, batch_in_epoch, nan_skips)
+            while st.step < cfg.max_steps:
+                micro = [next(batches) for _ in range(cfg.grad_accum)]
+                out, ok = self.train_step(eng, micro, st.step)
+                bs = sum(task.batch_size(b) for b in micro) * self.world
+                samples_since += bs
+                total_samples += bs
+                for k, v in out.items():
+                    sums[k] = sums.get(k, torch.zeros((), device=self.device)) + v.to(self.device)
+                n_sum += 1
+                if not ok:
+                    st.nan_skips += 1
+                    if cfg.nan_policy == "stop" or st.nan_skips > cfg.max_nan_skips:
+                        raise NonFiniteLossError(
+                            f"non-finite loss or gradient at step {st.step + 1} ({st.nan_skips} skipped so far); "
+                            f"last good checkpoint: {last_ckpt or 'none'}. Lower train.lr, set train.clip_grad, "
+                            f"or check the data.")
+                    if self.is_main:
+                        print(f"warning: non-finite loss at step {st.step + 1}; update skipped "
+                              f"({st.nan_skips}/{cfg.max_nan_skips})", file=sys.stderr)
+                st.step += 1
+                if ok:
+                    task.on_step_end(st.step, cfg.max_steps)
+                logger.advance()
+                if st.step % cfg.log_every == 0 or st.step == cfg.max_steps:
+                    now = time.perf_counter()
+                    row = self._log_row(st, sums, n_sum, samples_since / max(1e-9, now - t_since), now - t0)
+                    history.append(row)
+                    logger.log(row)
+                    sums, n_sum, samples_since, t_since = {}, 0, 0, now
+                if cfg.ckpt_every and st.step % cfg.ckpt_every == 0 and st.step < cfg.max_steps:
+                    last_ckpt = self._save(eng, st)
+            last_ckpt = self._save(eng, st)
         finally:
             logger.close()
         wall = time.perf_counter() - t0
         sps = total_samples / max(1e-9, wall)
-        result = TrainResult(self.run_dir, step, last_ckpt, history, wall, sps, nan_skips)
+        result = TrainResult(self.run_dir, st.step, last_ckpt, history, wall, sps, st.nan_skips)
         if self.is_main:
-            final = history[-1] if history else {}
-            summary = {"step": step, "wall_time_s": wall, "samples_per_s": sps, "nan_skipped": nan_skips,
-                       "final": final, "checkpoint": str(last_ckpt) if last_ckpt else None,
-                       "device": str(self.device), "world_size": self.world}
-            from pretrainlab.core.io import atomic_write_json
-
-            atomic_write_json(self.run_dir / "train_summary.json", summary)
-            loss = final.get("loss", float("nan"))
-            print(f"trained {step} steps in {wall:.1f} s ({sps:.1f} samples/s) on {self.device}"
-                  f"{f' x{self.world}' if self.world > 1 else ''}, final loss {loss:.4g}; "
-                  f"checkpoint {last_ckpt}", file=sys.stderr)
+            self._summary(result)
         return result
 
-    def _save(self, task: Task, optimizers: list[torch.optim.Optimizer], step: int, epoch: int,
-              batch_in_epoch: int, nan_skips: int) -> Path | None:
+    def _log_row(self, st: LoopState, sums: dict[str, torch.Tensor], n: int, sps: float, t: float) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": st.step, "epoch": st.epoch}
+        vals = torch.stack([v.float().cpu() for v in sums.values()]).tolist() if sums else []
+        for k, v in zip(sums.keys(), vals):
+            row[k] = v / max(1, n)
+        row["samples_per_s"] = sps
+        row["time_s"] = t
+        row["nan_skipped"] = st.nan_skips
+        return row
+
+    def _summary(self, r: TrainResult) -> None:
+        from pretrainlab.core.io import atomic_write_json
+
+        final = r.history[-1] if r.history else {}
+        atomic_write_json(self.run_dir / "train_summary.json", {
+            "step": r.step, "wall_time_s": r.wall_time_s, "samples_per_s": r.samples_per_s, "nan_skipped": r.nan_skipped,
+            "final": final, "checkpoint": str(r.checkpoint) if r.checkpoint else None, "device": str(self.device),
+            "world_size": self.world})
+        loss = final.get("loss", float("nan"))
+        print(f"trained {r.step} steps in {r.wall_time_s:.1f} s ({r.samples_per_s:.1f} samples/s) on {self.device}"
+              f"{f' x{self.world}' if self.world > 1 else ''}, final loss {loss:.4g}; checkpoint {r.checkpoint}",
+              file=sys.stderr)
+
+    def _save(self, eng: Engine, st: LoopState) -> Path | None:
         rngs: list[Any] = [rng_state()]
         if self.distributed:
             gathered: list[Any] = [None] * self.world
@@ -439,32 +546,25 @@ class Trainer:
             rngs = gathered
         path = None
         if self.is_main:
-            state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "nan_skips": nan_skips,
-                     "optimizers": [o.state_dict() for o in optimizers], "rng": rngs}
-            path = save_checkpoint(self.run_dir / "checkpoints", step, task.state_dict(), state,
-                                   {"config": to_dict(self.full_config), "task": type(task).__name__},
+            state = {"step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch, "nan_skips": st.nan_skips,
+                     "optimizers": [o.state_dict() for o in eng.optimizers], "rng": rngs}
+            path = save_checkpoint(self.run_dir / "checkpoints", st.step, eng.task.state_dict(), state,
+                                   {"config": to_dict(self.full_config), "task": type(eng.task).__name__},
                                    keep=self.cfg.keep_checkpoints)
         D.barrier()
-        return path if self.is_main else self.run_dir / "checkpoints" / f"step_{step:06d}"
-
-
-def evaluate_batches(fn: Callable[[Any], Any], loader: Iterable[Any], device: torch.device) -> list[Any]:
-    """Run ``fn`` over batches under ``torch.inference_mode`` (helper for evaluation code)."""
-    out = []
-    with torch.inference_mode():
-        for b in loader:
-            out.append(fn(default_collate_to(b, device)))
-    return out
+        return path if self.is_main else self.run_dir / "checkpoints" / f"step_{st.step:06d}"
 
 
 __all__ = [
+    "Engine",
+    "LoopState",
     "NonFiniteLossError",
     "OptimGroup",
+    "SeededItems",
     "Task",
     "TrainResult",
     "Trainer",
     "autocast_dtype",
-    "evaluate_batches",
     "seed_everything",
     "select_device",
     "set_deterministic",
