@@ -16,7 +16,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from pretrainlab.core.demo import guarded, resolve_checkpoint, validate_upload
+from pretrainlab.core.demo import describe_checkpoint, guarded, resolve_checkpoint, validate_upload
 
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".bmp"]
 _lock = threading.Lock()
@@ -25,57 +25,59 @@ _cache: dict[str, Any] = {}
 
 def train_smoke() -> Path:
     """Train the smoke profile (seconds on a CPU) into ``runs/simclr/demo-smoke``."""
-    from pretrainlab.core.builtin.domain import load, synthetic_data
-    from pretrainlab.core.builtin.simclr import pretrain
+    from pretrainlab.core.builtin import api
     from pretrainlab.core.data import runs_root
 
-    cfg = load(None, "smoke", ["train.progress=false"])
+    cfg = api.load(None, "smoke", ["train.progress=false"])
     run = runs_root() / "simclr" / "demo-smoke"
-    pretrain(cfg, synthetic_data("smoke"), run)
+    if run.exists():
+        import shutil
+
+        shutil.rmtree(run)
+    api.pretrain(cfg, api.synthetic_data("smoke"), run)
     return run
 
 
 def load_model(ckpt: str | Path | None) -> dict[str, Any]:
     """Encoder + embedding bank of the shapes test split (cached per checkpoint argument)."""
-    from pretrainlab.core.builtin.domain import load_encoder, synthetic_data
-    from pretrainlab.core.builtin.shapes import ImageFolder
-    from pretrainlab.core.builtin.simclr import embed
+    from pretrainlab.core.builtin import api
 
     key = str(ckpt)
     with _lock:
         if key not in _cache:
             folder, message = resolve_checkpoint("simclr", ckpt, train_smoke)
-            encoder = load_encoder(folder)
-            bank = ImageFolder(synthetic_data("smoke") / "test")
-            feats = torch.nn.functional.normalize(embed(encoder, bank.images), dim=-1)
-            _cache[key] = {"encoder": encoder, "bank": bank, "feats": feats, "message": message}
+            task, cfg = api.load_task(folder)
+            bank = api.image_folder(api.synthetic_data("smoke") / "test", size=cfg.data.image_size)
+            feats, labels = api.embed(task.encoder, bank)
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+            _cache[key] = {"encoder": task.encoder, "bank": bank, "feats": feats, "labels": labels,
+                           "message": f"{message}. {describe_checkpoint(folder)}", "size": cfg.data.image_size}
         return _cache[key]
 
 
 def neighbours(image: torch.Tensor, model: dict[str, Any], k: int = 8) -> tuple[dict[str, float], list[tuple[np.ndarray, str]]]:
     """``image`` (3,H,W) in [0,1] -> (class vote of the k nearest, [(picture, caption)] of the neighbours)."""
-    from pretrainlab.core.builtin.simclr import embed
-
-    q = torch.nn.functional.normalize(embed(model["encoder"], image[None]), dim=-1)[0]
+    with torch.inference_mode():
+        q = torch.nn.functional.normalize(model["encoder"].eval()(image[None]), dim=-1)[0]
     sims = model["feats"] @ q
     top = sims.topk(min(k, len(sims)))
     bank = model["bank"]
     votes: dict[str, float] = {c: 0.0 for c in bank.classes}
     gallery = []
     for s, i in zip(top.values.tolist(), top.indices.tolist()):
-        c = bank.classes[int(bank.labels[i])]
+        c = bank.classes[int(model["labels"][i])]
         votes[c] += 1.0 / len(top.indices)
-        pic = (bank.images[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        pic = (bank[i]["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         gallery.append((pic, f"{c} (cos {s:.2f})"))
     return votes, gallery
 
 
 def predict(path: str | None, ckpt: str | Path | None = None) -> tuple[dict[str, float], list[tuple[np.ndarray, str]], str]:
-    from pretrainlab.core.builtin.shapes import load_image
+    from pretrainlab.core.builtin import api
 
     p = validate_upload(path, IMAGE_TYPES, what="image")
-    image = load_image(p)
     model = load_model(ckpt)
+    image = api.read_image(p, model["size"])
     votes, gallery = neighbours(image, model)
     return votes, gallery, model["message"]
 

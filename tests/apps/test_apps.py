@@ -20,7 +20,7 @@ def simclr_app():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def shape_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pretrainlab.core.builtin.shapes import draw_shape
+    from pretrainlab.core.builtin.synthetic import draw_shape
 
     p = tmp_path_factory.mktemp("img") / "circle.png"
     draw_shape("circle", np.random.default_rng(0)).save(p)

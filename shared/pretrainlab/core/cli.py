@@ -10,44 +10,32 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import dataclasses
-import functools
 import importlib
-import json
 import os
 import pkgutil
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from pretrainlab.core.domain import (  # noqa: F401 - the CLI building blocks, re-exported for domains
+    Domain,
+    Verb,
+    add_bench_args,
+    add_config_args,
+    add_data_args,
+    add_demo_args,
+    add_reproduce_args,
+    default_run_dir,
+    demo_verb,
+    report_verb,
+    reproduce_verb,
+    run_generate,
+    run_reproduce,
+)
 
 BUILTIN = "simclr"  # the core's built-in toy recipe, registered like a domain
-
-
-@dataclasses.dataclass
-class Verb:
-    """One sub-command: ``pretrainlab <domain> <name> ...``."""
-
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int | None]
-    examples: str = ""
-
-
-@dataclasses.dataclass
-class Domain:
-    """What a domain package registers with the CLI."""
-
-    name: str
-    title: str
-    paper: str
-    extra: str
-    verbs: list[Verb]
-    builtin: bool = False
 
 
 def _discover() -> tuple[dict[str, Domain], dict[str, str]]:
@@ -68,9 +56,7 @@ def _discover() -> tuple[dict[str, Domain], dict[str, str]]:
             broken[name] = f"{type(e).__name__}: {e}"
             continue
         found[name] = mod.get_domain()
-    from pretrainlab.core.builtin.domain import get_domain
-
-    found[BUILTIN] = get_domain()
+    found[BUILTIN] = importlib.import_module("pretrainlab.core.builtin.domain").get_domain()
     return found, broken
 
 
@@ -81,101 +67,6 @@ def domains() -> dict[str, Domain]:
 def paper_domains() -> dict[str, Domain]:
     """Registered domains other than the built-in toy recipe."""
     return {k: v for k, v in domains().items() if not v.builtin}
-
-
-# ---------------------------------------------------------------------- shared argument groups
-
-def add_config_args(p: argparse.ArgumentParser, default_recipe: str | None = None) -> None:
-    p.add_argument("--config", default=default_recipe,
-                   help=f"recipe name or YAML path (default: {default_recipe})")
-    p.add_argument("--profile", default="smoke", choices=["smoke", "tiny", "full"],
-                   help="scale: smoke (seconds), tiny (minutes on a CPU), full (paper scale, GPU)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<domain>/<recipe>-<time>)")
-    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: generated synthetic data)")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.lr=3e-4")
-
-
-def add_reproduce_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="tiny", choices=["smoke", "tiny", "full"])
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<domain>/reproduce-<profile>)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: the profile's, >= 3)")
-    p.add_argument("--data", type=Path, default=None, help="real dataset folder for the full profile")
-
-
-def run_reproduce(domain: str, reproduce: Callable[..., Path], a: argparse.Namespace) -> int:
-    """Body of every ``reproduce`` verb: ``reproduce(profile, out, seeds, data)`` -> results file."""
-    from pretrainlab.core.data import runs_root
-
-    out = a.out or runs_root() / domain / f"reproduce-{a.profile}"
-    path = reproduce(a.profile, out, a.seeds, a.data)
-    print(path.parent / "results.md")
-    return 0
-
-
-def add_data_args(p: argparse.ArgumentParser, what: str = "the synthetic dataset") -> None:
-    """Arguments of every ``data`` verb (a synthetic generator that writes the field's real formats)."""
-    p.add_argument("--out", type=Path, required=True, help=f"folder to create ({what})")
-    p.add_argument("--profile", default="tiny", choices=["smoke", "tiny", "full"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-
-
-def run_generate(generate: Callable[..., Any], a: argparse.Namespace, **kwargs: Any) -> int:
-    """Body of every ``data`` verb: ``generate(out, profile, seed, **kwargs)`` written atomically."""
-    from pretrainlab.core.data import generate_dataset
-
-    out = generate_dataset(functools.partial(generate, **kwargs), a.out, a.profile, a.seed, overwrite=a.overwrite)
-    print(out)
-    return 0
-
-
-def add_bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--steps", type=int, default=20, help="timed training steps")
-    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
-    p.add_argument("--compile", action="store_true", help="torch.compile the task")
-    p.add_argument("--out", type=Path, default=None, help="write the JSON here too")
-
-
-def add_demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: newest in runs/, or train smoke)")
-    p.add_argument("--port", type=int, default=7860)
-
-
-def default_run_dir(domain: str, name: str) -> Path:
-    from pretrainlab.core.data import runs_root
-
-    return runs_root() / domain / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def demo_verb(domain: str) -> Verb:
-    """The standard ``demo`` verb: launch ``apps/<domain>/app.py`` on 127.0.0.1."""
-
-    def run(a: argparse.Namespace) -> int:
-        from pretrainlab.core.demo import launch, load_app_module
-
-        mod = load_app_module(domain)
-        launch(mod.build_demo(ckpt=a.ckpt), port=a.port)
-        return 0
-
-    return Verb("demo", f"launch the {domain} Gradio demo on 127.0.0.1", add_demo_args, run,
-                f"pretrainlab {domain} demo --port 7861")
-
-
-def reproduce_verb(domain: str, help: str, target: str) -> Verb:
-    """The standard ``reproduce`` verb; ``target`` = ``"module:function"``, imported when the verb runs
-    (so ``--help`` stays fast), called as ``function(profile, out, seeds, data)`` by :func:`run_reproduce`."""
-
-    def run(a: argparse.Namespace) -> int:
-        import importlib
-
-        module, _, func = target.partition(":")
-        return run_reproduce(domain, getattr(importlib.import_module(module), func), a)
-
-    return Verb("reproduce", help, add_reproduce_args, run, f"pretrainlab {domain} reproduce --profile tiny")
 
 
 # ---------------------------------------------------------------------- top-level commands
@@ -313,10 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return int(rc or 0)
-
-
-def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,35 @@ def resolve_checkpoint(domain: str, ckpt: str | Path | None, train_smoke: Callab
     return find_checkpoint(path), f"no checkpoint found: trained the smoke profile first ({path})"
 
 
+def describe_checkpoint(folder: str | Path) -> str:
+    """What a visitor should know about a checkpoint: how long and on what it was trained.
+
+    Reads ``meta.json`` (step, ``config.data.profile`` or ``config.data_profile``, an
+    ``imported_from`` field for converted reference weights). A smoke-profile model is flagged:
+    its outputs are not meaningful.
+    """
+    import json
+
+    folder = Path(folder)
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        return f"weights from {folder.name} (no training record: imported or external)"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"weights from {folder.name} (unreadable training record)"
+    if meta.get("imported_from"):
+        return f"imported reference weights ({meta['imported_from']})"
+    cfg = meta.get("config", {}) or {}
+    profile = (cfg.get("data") or {}).get("profile") if isinstance(cfg.get("data"), dict) else None
+    profile = profile or cfg.get("data_profile") or "unknown"
+    step = meta.get("step", "?")
+    text = f"trained {step} steps, {profile} profile ({folder.parent.parent.name}/{folder.name})"
+    if profile == "smoke":
+        text += " — a smoke-test model trained for seconds: its outputs are NOT meaningful; train the tiny or full profile"
+    return text
+
+
 def pick_device() -> str:
     import torch
 
@@ -94,30 +123,76 @@ def validate_upload(path: str | Path | None, allowed: Sequence[str], max_mb: flo
     return p
 
 
+def _upload_roots() -> list[str]:
+    import tempfile
+
+    roots = [os.environ.get("GRADIO_TEMP_DIR", ""), str(Path(tempfile.gettempdir()) / "gradio")]
+    return [r.rstrip("/") for r in roots if r]
+
+
+def friendly_message(err: Exception | str) -> str:
+    """An error message for the page: Gradio's temporary upload paths shortened to the file name the
+    visitor uploaded, object reprs (``<_io.BytesIO object at 0x...>``) replaced by "the upload"."""
+    import re
+
+    msg = str(err)
+    for root in _upload_roots():
+        msg = re.sub(re.escape(root) + r"/(?:[^/\s:'\"]+/)*([^/\s:'\"]+)", r"\1", msg)
+    msg = re.sub(r"<_io\.\w+ object at 0x[0-9a-f]+>", "the upload", msg)
+    return msg
+
+
 def user_error(err: Exception | str) -> Exception:
     """A ``gr.Error`` for the page (the app keeps serving)."""
     import gradio as gr
 
-    return gr.Error(str(err))
+    return gr.Error(friendly_message(err))
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a prediction function so any bad-input error becomes a message on the page."""
     import functools
 
+    from pretrainlab.core.checkpoint import CheckpointError
+    from pretrainlab.core.config import ConfigError
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (DataError, ValueError, OSError) as e:
+        except (DataError, ConfigError, CheckpointError, ValueError, OSError, MemoryError) as e:
             raise user_error(e) from e
 
     return wrapper
 
 
+def run_button(button: Any, fn: Callable[..., Any], inputs: Any, outputs: Sequence[Any]) -> Any:
+    """``button.click`` that first clears ``outputs`` (so no stale result stays under an error), then
+    runs ``guarded(fn)``; returns the event."""
+    outs = list(outputs)
+    return button.click(lambda: [None] * len(outs) if len(outs) != 1 else None, inputs=None, outputs=outs,
+                        queue=False).then(guarded(fn), inputs=inputs, outputs=outs)
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse a port that is already in use, before building anything (ConfigError naming it)."""
+    import socket
+
+    from pretrainlab.core.config import ConfigError
+
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--port {port}: not a TCP port (1-65535)")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, int(port)))
+        except OSError:
+            raise ConfigError(f"--port {port}: already in use on {host}; pass another --port") from None
+
+
 def launch(demo: Any, port: int = 7860, block: bool = True) -> Any:
     """Serve on 127.0.0.1 with analytics off and the upload limit set."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    check_port(port)
     return demo.queue(default_concurrency_limit=2).launch(
         server_name="127.0.0.1", server_port=port, max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=True,
         prevent_thread_lock=not block, quiet=True)

@@ -1,7 +1,8 @@
-"""Synthetic shapes: an ImageFolder of PNGs (``split/class/NNNNN.png``) and its reader.
+"""The synthetic generator: shapes written as an ImageFolder of PNGs (``split/class/NNNNN.png``).
 
 Classes are shape kinds; colour, size, position, rotation and background texture vary, so
 colour is a nuisance factor and the shape is the signal a good representation should keep.
+The reader of that layout is ``formats.ImageFolder`` (the same reader runs on a real ImageFolder).
 """
 
 from __future__ import annotations
@@ -10,11 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image, ImageDraw, UnidentifiedImageError
-from torch.utils.data import Dataset
-
-from pretrainlab.core.data import DataError
+from PIL import Image, ImageDraw
 
 CLASSES = ("circle", "square", "triangle", "cross", "ring", "bar")
 PROFILE_SIZES = {"smoke": (8, 4), "tiny": (60, 30), "full": (1000, 200)}  # images per class: train, test
@@ -61,42 +58,3 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         draw_shape(c, rng).save(p)
     print(f"wrote {len(jobs)} shape images ({profile}) to {out}")
-
-
-def load_image(path: Path, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """A PNG / JPEG as ``(3, size, size)`` float in [0, 1]; DataError on unreadable files."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(path, f"not a readable image ({e})") from e
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-
-
-class ImageFolder(Dataset):
-    """``root/<class>/*.png`` -> ``{"image": (3, S, S), "label": int}``; images are decoded once."""
-
-    def __init__(self, root: Path, classes: tuple[str, ...] | None = None, size: int = IMAGE_SIZE) -> None:
-        root = Path(root)
-        if not root.is_dir():
-            raise DataError(root, "image folder not found")
-        found = sorted(p.name for p in root.iterdir() if p.is_dir())
-        self.classes = tuple(classes or found)
-        if not self.classes:
-            raise DataError(root, "no class sub-folders (expected root/<class>/*.png)")
-        files = [(p, i) for i, c in enumerate(self.classes) for p in sorted((root / c).glob("*"))
-                 if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
-        if not files:
-            raise DataError(root, "no .png / .jpg images in the class folders")
-        self.images = torch.stack([load_image(p, size) for p, _ in files])
-        self.labels = torch.tensor([i for _, i in files])
-        self.files = [p for p, _ in files]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[i], "label": self.labels[i]}
