@@ -4,7 +4,7 @@ Like timm testing every model and litgpt every config: each domain has the stand
 ``api`` names, the standard verbs with ``--help`` examples, recipes that load and validate in every
 profile, a table with exactly one headline claim over >= 5 seeds at tiny, committed tiny results
 whose verdicts recompute from their values and whose README block is generated from them, a demo
-with ``build_demo``, and a smoke ``data -> pretrain -> eval`` round trip.
+with ``build_demo``, and a smoke ``data -> pretrain -> finetune -> eval`` round trip.
 """
 
 from __future__ import annotations
@@ -109,11 +109,13 @@ def test_committed_results_are_consistent_and_in_the_readme(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _names())
 def test_smoke_round_trip(name: str, tmp_path: Path) -> None:
-    data, run = tmp_path / "data", tmp_path / "run"
+    data, run, ft = tmp_path / "data", tmp_path / "run", tmp_path / "ft"
     assert main([name, "data", "--out", str(data), "--profile", "smoke"]) == 0
     assert (data / "manifest.json").exists()
     assert main([name, "pretrain", "--profile", "smoke", "--data", str(data), "--out", str(run),
                  "train.progress=false"]) == 0
-    assert main([name, "eval", "--ckpt", str(run), "--data", str(data), "--out", str(tmp_path / "m.json")]) == 0
+    assert main([name, "finetune", "--profile", "smoke", "--data", str(data), "--init", str(run), "--out", str(ft),
+                 "train.progress=false"]) == 0
+    assert main([name, "eval", "--ckpt", str(ft), "--data", str(data), "--out", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics and all(isinstance(v, (int, float, type(None), str, list, dict)) for v in metrics.values())
