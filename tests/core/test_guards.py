@@ -116,3 +116,28 @@ def test_pickle_trap_is_refused_without_running(tmp_path: Path) -> None:
         load_torch_file(tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="file not found"):
         load_torch_file(tmp_path / "missing.pt")
+
+
+def test_npz_members_checked_before_decompression(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import zipfile
+
+    np.savez_compressed(tmp_path / "ok.npz", train_images=np.zeros((4, 28, 28), np.uint8), train_labels=np.arange(4))
+    out = guards.load_npz(tmp_path / "ok.npz", ["train_labels"])
+    assert list(out) == ["train_labels"] and out["train_labels"].tolist() == [0, 1, 2, 3]
+    with pytest.raises(DataError, match=r"ok\.npz: has no array\(s\) \['val_images'\]"):
+        guards.load_npz(tmp_path / "ok.npz", ["val_images"])
+    # a member whose header declares 150 GiB in a few bytes
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000, 4)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as zf:
+        zf.writestr("x.npy", buf.getvalue() + b"\0" * 16)
+    with pytest.raises(DataError, match=r"bomb\.npz: header declares array 'x' .* over the"):
+        guards.load_npz(tmp_path / "bomb.npz")
+    monkeypatch.setenv("PRETRAINLAB_MAX_DECODE_BYTES", str(10**12))
+    with pytest.raises(DataError, match=r"member 'x' declares shape .* holds only 16 bytes"):
+        guards.load_npz(tmp_path / "bomb.npz")
+    raw = (tmp_path / "ok.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match=r"cut\.npz"):
+        guards.load_npz(tmp_path / "cut.npz")

@@ -52,3 +52,69 @@ def test_ema_update_formula_and_frozen_target() -> None:
     ema_update(target, online, decay=0.9)
     torch.testing.assert_close(target[0].weight, 0.9 * before + 0.1 * online[0].weight)
     torch.testing.assert_close(target[1].running_mean, torch.full((3,), 2.0))
+
+
+def test_warmup_from_zero_as_pl_bolts() -> None:
+    from pretrainlab.core.schedules import lr_factor
+
+    assert lr_factor(0, 100, 10, "cosine", warmup_from_zero=True) == 0.0
+    assert lr_factor(5, 100, 10, "cosine", warmup_from_zero=True) == 0.5
+    assert lr_factor(0, 100, 10, "cosine") == 0.1
+
+
+def test_lars_variants() -> None:
+    import torch
+
+    from pretrainlab.core.optim import LARS
+
+    def one_step(**kw):  # type: ignore[no-untyped-def]
+        w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))  # |w| = 5
+        b = torch.nn.Parameter(torch.tensor([1.0]))
+        w.grad, b.grad = torch.tensor([[0.6, 0.8]]), torch.tensor([2.0])  # |g_w| = 1
+        LARS([{"params": [w, b], "weight_decay": 0.1}], lr=1.0, momentum=0.0, eta=0.01, **kw).step()
+        return w.detach(), b.detach()
+
+    # SimCLR variant: trust ratio eta |w| / |g + wd w| on weights; biases untouched by the ratio and decay
+    w, b = one_step()
+    d = torch.tensor([[0.6, 0.8]]) + 0.1 * torch.tensor([[3.0, 4.0]])
+    q = 0.01 * 5 / torch.norm(d)
+    torch.testing.assert_close(w, torch.tensor([[3.0, 4.0]]) - q * d)
+    torch.testing.assert_close(b, torch.tensor([1.0 - 2.0]))
+    # pl_bolts variant: every parameter, q = eta |p| / (|g| + wd |p| + eps)
+    w, b = one_step(exclude_1d=False, trust="sum_of_norms")
+    q = 0.01 * 5 / (1 + 0.1 * 5 + 1e-8)
+    torch.testing.assert_close(w, torch.tensor([[3.0, 4.0]]) - q * d)
+    qb = 0.01 * 1 / (2 + 0.1 * 1 + 1e-8)
+    torch.testing.assert_close(b, torch.tensor([1.0 - qb * (2.0 + 0.1)]))
+
+
+def test_task_lr_scale_multiplies_the_schedule(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from pretrainlab.core.config import TrainConfig
+    from pretrainlab.core.train import OptimGroup, Task, Trainer
+
+    class Two(Task):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+            self.lrs: list[tuple[float, float]] = []
+
+        def optim_groups(self) -> list[OptimGroup]:
+            return [OptimGroup("a", "loss", list(self.a.parameters())), OptimGroup("b", "loss_b", list(self.b.parameters()))]
+
+        def lr_scale(self, group: str, step: int) -> float:
+            return 0.0 if group == "b" and step < 2 else 1.5 ** step if group == "b" else 1.0
+
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            x, y = batch
+            return {"loss": (self.a(x).squeeze(-1) - y).pow(2).mean(), "loss_b": (self.b(x).squeeze(-1) - y).pow(2).mean()}
+
+    t = Two()
+    b0 = t.b.weight.detach().clone()
+    x = torch.randn(32, 2)
+    ds = torch.utils.data.TensorDataset(x, x.sum(-1))
+    cfg = TrainConfig(max_steps=2, batch_size=8, lr=0.1, schedule="constant", progress=False, tensorboard=False,
+                      device="cpu")
+    Trainer(cfg, tmp_path).fit(t, ds)
+    assert torch.equal(t.b.weight, b0)  # scale 0 for the first two steps: b frozen by its ramp

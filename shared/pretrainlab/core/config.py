@@ -44,10 +44,14 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw | adam | sgd | lars
     momentum: float = 0.9  # sgd / lars
     nesterov: bool = False  # sgd: Nesterov momentum (only when asked)
+    lars_eta: float = 0.001  # LARS trust coefficient
+    lars_exclude_1d: bool = True  # LARS: biases / norms get no trust ratio and no weight decay (SimCLR); False = pl_bolts / SwAV
+    lars_trust: str = "norm_of_sum"  # eta*|p|/|g + wd p| | "sum_of_norms": eta*|p|/(|g| + wd|p| + eps) (pl_bolts)
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "cosine"  # cosine | linear | poly | constant
     poly_power: float = 2.0  # exponent of the poly schedule: lr * (1 - t) ** poly_power
     warmup_steps: int = 0
+    warmup_from_zero: bool = False  # warm-up lr = lr * step / warmup (pl_bolts linear_warmup_decay); default (step+1)/warmup
     clip_grad: float = 0.0  # max global grad norm; 0 = off
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False  # torch.compile the task
@@ -68,6 +72,7 @@ class TrainConfig:
     CHECKS: ClassVar[dict[str, Any]] = {
         "max_steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "min_lr_ratio": ">=0 <=1",
         "weight_decay": ">=0", "optimizer": ("adamw", "adam", "sgd", "lars"), "momentum": ">=0 <1",
+        "lars_eta": ">0", "lars_trust": ("norm_of_sum", "sum_of_norms"),
         "betas": ">=0 <1", "schedule": ("cosine", "linear", "poly", "constant"), "poly_power": ">0",
         "warmup_steps": ">=0", "clip_grad": ">=0", "precision": ("auto", "bf16", "fp32"),
         "device": lambda v: None if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())

@@ -158,6 +158,58 @@ def open_image(path: str | os.PathLike[str], mode: str | None = None,
         raise DataError(p, f"cannot decode the image ({type(e).__name__}: {e}); truncated or corrupt") from e
 
 
+
+
+def load_npz(path: str | os.PathLike[str], keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of an ``.npz`` archive, each member's ``.npy`` header checked BEFORE it is decompressed.
+
+    For every member (or only ``keys``): its declared shape x itemsize must fit the decode limit and the
+    member's uncompressed size in the zip directory; object arrays (pickles) are refused. A missing key,
+    a truncated archive or a corrupt member is a DataError naming the file (and the member).
+    """
+    import zipfile
+
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(p, "is a folder, expected an .npz file")
+    try:
+        zf = zipfile.ZipFile(p)
+    except FileNotFoundError as e:
+        raise DataError(p, "file not found") from e
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DataError(p, f"not a readable .npz archive ({e})") from e
+    out: dict[str, np.ndarray] = {}
+    with zf:
+        members = {n.removesuffix(".npy"): n for n in zf.namelist()}
+        wanted = list(keys) if keys is not None else list(members)
+        missing = [k for k in wanted if k not in members]
+        if missing:
+            raise DataError(p, f"has no array(s) {missing}; it holds {sorted(members)}")
+        for k in wanted:
+            info = zf.getinfo(members[k])
+            try:
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _fortran, dtype = reader(f)
+                    header = f.tell()
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as e:
+                raise DataError(p, f"member '{k}' is not a valid .npy array ({e})") from e
+            if dtype.hasobject:
+                raise DataError(p, f"member '{k}' holds Python objects (a pickle); only numeric arrays are read")
+            nbytes = check_decode_size(p, shape, dtype.itemsize, f"array '{k}'")
+            if nbytes > info.file_size - header:
+                raise DataError(p, f"member '{k}' declares shape {tuple(shape)} ({nbytes} bytes) but holds only "
+                                   f"{max(0, info.file_size - header)} bytes: truncated or corrupt")
+            try:
+                with zf.open(info) as f:
+                    out[k] = np.lib.format.read_array(f, allow_pickle=False)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise DataError(p, f"member '{k}' cannot be read ({e}); truncated or corrupt") from e
+    return out
+
+
 __all__ = [
     "DEFAULT_MAX_DECODE_BYTES",
     "DEFAULT_MAX_IMAGE_PIXELS",
@@ -166,5 +218,6 @@ __all__ = [
     "decode_limit",
     "image_size",
     "load_npy",
+    "load_npz",
     "open_image",
 ]

@@ -12,14 +12,21 @@ from pretrainlab.core.config import TrainConfig
 
 
 class LARS(torch.optim.Optimizer):
-    """LARS (You et al., 2017) as used by SwAV / SimCLR: SGD with a layer-wise trust ratio.
+    """LARS (You et al., 2017): SGD with a layer-wise trust ratio.
 
-    Parameters with ``ndim <= 1`` (biases, norms) skip the trust ratio and weight decay.
+    ``exclude_1d=True`` (SimCLR's variant): parameters with ``ndim <= 1`` (biases, norms) skip the trust
+    ratio and weight decay. ``trust="norm_of_sum"``: ``q = eta |p| / |g + wd p|``; ``"sum_of_norms"``:
+    ``q = eta |p| / (|g| + wd |p| + eps)`` as pl_bolts' LARS (used by the SwAV reference with
+    ``exclude_1d=False``; like pl_bolts it scales and decays only when ``wd != 0`` and both norms are
+    non-zero). The update is ``(g + wd p) * q`` with momentum.
     """
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.001) -> None:
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta})
+                 eta: float = 0.001, exclude_1d: bool = True, trust: str = "norm_of_sum", eps: float = 1e-8) -> None:
+        if trust not in ("norm_of_sum", "sum_of_norms"):
+            raise ValueError(f"unknown LARS trust rule '{trust}'")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
+                                  "exclude_1d": exclude_1d, "trust": trust, "eps": eps})
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
@@ -28,11 +35,21 @@ class LARS(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 d = p.grad
-                if p.ndim > 1:
-                    if g["weight_decay"]:
-                        d = d.add(p, alpha=g["weight_decay"])
-                    pn, dn = torch.norm(p), torch.norm(d)
-                    q = torch.where((pn > 0) & (dn > 0), g["eta"] * pn / dn, torch.ones_like(pn))
+                if p.ndim > 1 or not g["exclude_1d"]:
+                    wd = g["weight_decay"]
+                    if g["trust"] == "sum_of_norms":  # pl_bolts: scaled (and decayed) only when wd != 0
+                        if not wd:
+                            q = torch.ones((), device=p.device, dtype=p.dtype)
+                        else:
+                            pn, gn = torch.norm(p), torch.norm(d)
+                            ok = (pn > 0) & (gn > 0)
+                            q = torch.where(ok, g["eta"] * pn / (gn + wd * pn + g["eps"]), torch.ones_like(pn))
+                            d = torch.where(ok, d.add(p, alpha=wd), d)
+                    else:
+                        if wd:
+                            d = d.add(p, alpha=wd)
+                        pn, dn = torch.norm(p), torch.norm(d)
+                        q = torch.where((pn > 0) & (dn > 0), g["eta"] * pn / dn, torch.ones_like(pn))
                     d = d.mul(q)
                 st = self.state[p]
                 if "mu" not in st:
@@ -42,12 +59,15 @@ class LARS(torch.optim.Optimizer):
         return None
 
 
-def param_groups(params: Iterable[nn.Parameter], weight_decay: float, lr: float) -> list[dict[str, Any]]:
+def param_groups(params: Iterable[nn.Parameter], weight_decay: float, lr: float,
+                 decay_1d: bool = False) -> list[dict[str, Any]]:
+    """Two groups: weights with ``weight_decay``, and biases / norms (``ndim <= 1``) without, unless
+    ``decay_1d`` (every parameter decays, as pl_bolts' LARS with ``exclude_bn_bias=False``)."""
     decay, no_decay = [], []
     for p in params:
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
+        (no_decay if p.ndim <= 1 and not decay_1d else decay).append(p)
     groups = []
     if decay:
         groups.append({"params": decay, "weight_decay": weight_decay, "lr": lr, "base_lr": lr})
@@ -60,7 +80,7 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float 
                     weight_decay: float | None = None) -> torch.optim.Optimizer:
     lr = cfg.lr if lr is None else lr
     wd = cfg.weight_decay if weight_decay is None else weight_decay
-    groups = param_groups(params, wd, lr)
+    groups = param_groups(params, wd, lr, decay_1d=cfg.optimizer.lower() == "lars" and not cfg.lars_exclude_1d)
     if not groups:
         raise ValueError("no trainable parameters for the optimizer")
     name = cfg.optimizer.lower()
@@ -71,5 +91,6 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float 
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.momentum)
+        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta, exclude_1d=cfg.lars_exclude_1d,
+                    trust=cfg.lars_trust)
     raise ValueError(f"unknown optimizer '{cfg.optimizer}' (use adamw, adam, sgd or lars)")

@@ -92,6 +92,11 @@ class Task(nn.Module):
     def on_step_end(self, step: int, max_steps: int) -> None:
         """Called after every applied optimizer step (``step`` is 1-based): EMA / momentum updates go here."""
 
+    def lr_scale(self, group: str, step: int) -> float:
+        """A factor on optimizer group ``group``'s learning rate at ``step`` (0-based), on top of the
+        schedule: e.g. a backbone unfrozen later with its own ramp. Default 1."""
+        return 1.0
+
     def batch_size(self, batch: Any) -> int:
         return batch_size_of(batch)
 
@@ -423,13 +428,15 @@ class Trainer:
                 if isinstance(v, torch.Tensor) and v.ndim == 0:
                     sums[key] = sums.get(key, torch.zeros((), device=self.device)) + v.detach().float() / n
             last_out = out
-        factor = lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio, cfg.poly_power)
+        factor = lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio, cfg.poly_power,
+                           cfg.warmup_from_zero)
         finite = torch.ones((), device=self.device, dtype=torch.bool)
         for g, params, opt in due:
             if not eng.single:
                 D.all_reduce_grads(params)
+            scale = task.lr_scale(g.name, step)
             for pg in opt.param_groups:
-                pg["lr"] = pg["base_lr"] * factor
+                pg["lr"] = pg["base_lr"] * factor * scale
             grads = [p.grad for p in params if p.grad is not None]
             max_norm = cfg.clip_grad if g.clip_grad is None else g.clip_grad
             if max_norm > 0:
