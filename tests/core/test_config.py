@@ -12,15 +12,14 @@ from pretrainlab.core.builtin.api import SPEC
 from pretrainlab.core.builtin.config import SimCLRConfig
 from pretrainlab.core.config import (
     ConfigError,
-    validate,
     TrainConfig,
     from_dict,
     load_config,
     parse_overrides,
     save_config,
     to_dict,
+    validate,
 )
-
 
 RECIPES = SPEC.recipes
 

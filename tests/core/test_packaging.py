@@ -23,7 +23,7 @@ def test_pip_install_into_a_fresh_venv_ships_apps(tmp_path: Path) -> None:
     # the fresh venv borrows the heavy dependencies (torch, gradio...) from this one, not its editable path
     Path(site, "borrowed_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     p = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--disable-pip-version-check", str(ROOT)], capture_output=True, text=True, timeout=600,
+                        "--disable-pip-version-check", str(ROOT)], check=False, capture_output=True, text=True, timeout=600,
                        cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     code = ("import pretrainlab.core.demo as d, pretrainlab.core as c; "
@@ -32,7 +32,7 @@ def test_pip_install_into_a_fresh_venv_ships_apps(tmp_path: Path) -> None:
             "print(c.__file__); print(d.apps_dir()); print(callable(m.build_demo) and callable(hub.build_demo)); "
             "print(sorted(domains())); print(SPEC.recipe_names()); "
             "print((SPEC.package_dir / 'results' / 'tiny' / 'results.json').exists())")
-    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = subprocess.run([str(py), "-c", code], check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith(site) and not lines[0].startswith(str(ROOT)), lines[0]

@@ -125,7 +125,7 @@ def test_holm_family_in_a_table(tmp_path: Path) -> None:
 
 
 def test_table_declaration_errors() -> None:
-    run = lambda r, s, c: {}  # noqa: E731
+    run = lambda r, s, c: {}
     with pytest.raises(ValueError, match="unknown row 'nope'"):
         R.Table("d", "p", [R.Row("a")], run, claims=[R.Claim("c", a="a", b="nope", metric="m")])
     with pytest.raises(ValueError, match="2 headline claims"):

@@ -178,6 +178,9 @@ def set_deterministic(on: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+_TB_WARNED = False
+
+
 class _Logger:
     """Rank-0 logging: ``metrics.jsonl`` (always), TensorBoard (when installed), progress bar."""
 
@@ -199,8 +202,14 @@ class _Logger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(run_dir / "tb"))
-            except (ImportError, OSError):  # tensorboard not installed: metrics.jsonl is enough
+            except (ImportError, OSError) as e:  # tensorboard not installed: metrics.jsonl is enough, say so once
                 self.tb = None
+                global _TB_WARNED
+                if not _TB_WARNED:
+                    _TB_WARNED = True
+                    print(f"note: TensorBoard logging is off ({type(e).__name__}: {e}); metrics go to metrics.jsonl. "
+                          "`pip install tensorboard` (in the dev extra) or set train.tensorboard=false",
+                          file=sys.stderr)
         if cfg.progress:
             from tqdm.auto import tqdm
 
