@@ -11,6 +11,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import importlib
+import json
 import os
 import pkgutil
 import platform
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pretrainlab.core.domain import (  # noqa: F401 - the CLI building blocks, re-exported for domains
     Domain,
@@ -150,9 +152,96 @@ def cmd_reproduce_all(a: argparse.Namespace) -> int:
     if earlier:
         print(f"the report also holds earlier results of: {', '.join(earlier)}", file=sys.stderr)
     report = write_report(results, root / "report.md", failures)
+    from pretrainlab.core.io import atomic_write_json
+
+    atomic_write_json(root / f"make-run-{a.profile}.json", {
+        "profile": a.profile, "jobs": jobs, "wall_time_s": time.time() - t0, "domains": sorted(doms),
+        "failed": failures, "cpu_count": os.cpu_count(), "machine": platform.machine(),
+        "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())})
     print(f"reproduced {len(done)}/{len(doms)} domains in {time.time() - t0:.0f} s; report ({len(results)} domains): "
           f"{report}")
     return 0 if not failures else 1
+
+
+def _contract_specs() -> dict[str, Any]:
+    """Every registered domain's DomainSpec (domains are found as the CLI finds them)."""
+    specs = {}
+    for name in domains():
+        pkg = "pretrainlab.core.builtin" if name == BUILTIN else f"pretrainlab.{name}"
+        try:
+            specs[name] = importlib.import_module(f"{pkg}.api").SPEC
+        except (ModuleNotFoundError, AttributeError):
+            continue  # a domain not on the contract yet has no committed results to show
+    return specs
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    """The top-level README's results overview from every domain's committed results.
+
+    ``--publish RUNS`` first commits a finished ``reproduce --all`` (each domain's results into its
+    package, regenerating its README block, and ``RUNS/make-run-<profile>.json`` as
+    ``benchmarks/make_run_<profile>.json``); ``--check`` fails when any README disagrees.
+    """
+    from pretrainlab.core.io import atomic_write_text
+    from pretrainlab.core.results import (
+        committed_results,
+        overview_block,
+        publish,
+        render_overview,
+        render_readme,
+    )
+
+    specs = _contract_specs()
+    readme = repo_root() / "README.md"
+    make_run_file = repo_root() / "benchmarks" / f"make_run_{a.profile}.json"
+    if a.publish is not None:
+        for name, spec in specs.items():
+            src = a.publish / name / f"reproduce-{a.profile}" / "results.json"
+            if src.exists():
+                publish(src, spec.package_dir, spec.readme)
+                print(f"published {name}: {src}")
+        run_file = a.publish / f"make-run-{a.profile}.json"
+        if run_file.exists():
+            atomic_write_text(make_run_file, run_file.read_text())
+    committed = {}
+    for name, spec in specs.items():
+        f = committed_results(spec.package_dir, a.profile) / "results.json"
+        if f.exists():
+            committed[name] = json.loads(f.read_text())
+    make_run = json.loads(make_run_file.read_text()) if make_run_file.exists() else None
+    stale = []
+    for name, spec in specs.items():
+        if name in committed and spec.readme.exists():
+            text = spec.readme.read_text()
+            if render_readme(text, committed[name]) != text:
+                stale.append(str(spec.readme))
+    text = readme.read_text()
+    new = render_overview(text, overview_block(committed, make_run, a.profile), a.profile)
+    if new != text:
+        stale.append(str(readme))
+    if a.check:
+        if stale:
+            print("out of date with the committed results: " + ", ".join(stale) + "; run `pretrainlab report`",
+                  file=sys.stderr)
+            return 1
+        print(f"README tables match the committed {a.profile} results of {len(committed)} domains")
+        return 0
+    for name, spec in specs.items():
+        if name in committed and spec.readme.exists():
+            t = spec.readme.read_text()
+            atomic_write_text(spec.readme, render_readme(t, committed[name]))
+    atomic_write_text(readme, new)
+    print(f"regenerated the results sections of {readme} and {len(committed)} domain READMEs")
+    return 0
+
+
+def repo_root() -> Path:
+    """The source checkout (README.md, benchmarks/) this package runs from."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "README.md").exists() and (parent / "pyproject.toml").exists():
+            return parent
+    raise FileNotFoundError("the top-level README is only in a source checkout of pretrainlab")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  pretrainlab info\n  pretrainlab simclr pretrain --profile smoke train.lr=1e-3\n"
                "  pretrainlab reproduce --all --profile tiny\n"
                "  torchrun --nproc_per_node=2 -m pretrainlab.core.cli simclr pretrain --profile smoke")
-    sub = parser.add_subparsers(dest="command", metavar="{info,reproduce,<domain>}")
+    sub = parser.add_subparsers(dest="command", metavar="{info,reproduce,report,<domain>}")
     p = sub.add_parser("info", help="versions, devices, installed extras, domains")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("reproduce", help="reproduce every installed domain's paper table, one report",
@@ -173,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", default=None, help="restrict to these domains")
     p.add_argument("--jobs", type=int, default=1, help="domains reproduced at once (each in its own process)")
     p.set_defaults(func=cmd_reproduce_all)
+    p = sub.add_parser("report", help="the READMEs' results tables from the committed results files",
+                       epilog="example: pretrainlab report --publish runs   (after make run)")
+    p.add_argument("--profile", default="tiny", choices=["smoke", "tiny", "full"])
+    p.add_argument("--publish", type=Path, default=None, metavar="RUNS",
+                   help="commit a finished `reproduce --all` from this runs folder first")
+    p.add_argument("--check", action="store_true", help="exit 1 when a README disagrees with the committed results")
+    p.set_defaults(func=cmd_report)
     for name, dom in domains().items():
         dp = sub.add_parser(name, help=f"{dom.title} — {dom.paper}", description=f"{dom.title}\npaper: {dom.paper}",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
