@@ -118,3 +118,17 @@ def test_task_lr_scale_multiplies_the_schedule(tmp_path) -> None:  # type: ignor
                       device="cpu")
     Trainer(cfg, tmp_path).fit(t, ds)
     assert torch.equal(t.b.weight, b0)  # scale 0 for the first two steps: b frozen by its ramp
+
+
+def test_decay_1d_puts_every_parameter_in_the_decayed_group() -> None:
+    import torch
+
+    from pretrainlab.core.config import TrainConfig
+    from pretrainlab.core.optim import build_optimizer
+
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    default = build_optimizer(m.parameters(), TrainConfig(weight_decay=0.1, optimizer="adam"))
+    assert [len(g["params"]) for g in default.param_groups] == [1, 3]
+    assert [g["weight_decay"] for g in default.param_groups] == [0.1, 0.0]
+    every = build_optimizer(m.parameters(), TrainConfig(weight_decay=0.1, optimizer="adam", decay_1d=True))
+    assert [len(g["params"]) for g in every.param_groups] == [4] and every.param_groups[0]["weight_decay"] == 0.1

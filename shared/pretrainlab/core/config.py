@@ -41,6 +41,7 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio (cosine / linear / poly)
     weight_decay: float = 0.0
+    decay_1d: bool = False  # also decay biases / norm parameters (torch's default when all params go in one group)
     optimizer: str = "adamw"  # adamw | adam | sgd | lars
     momentum: float = 0.9  # sgd / lars
     nesterov: bool = False  # sgd: Nesterov momentum (only when asked)

@@ -80,7 +80,8 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float 
                     weight_decay: float | None = None) -> torch.optim.Optimizer:
     lr = cfg.lr if lr is None else lr
     wd = cfg.weight_decay if weight_decay is None else weight_decay
-    groups = param_groups(params, wd, lr, decay_1d=cfg.optimizer.lower() == "lars" and not cfg.lars_exclude_1d)
+    groups = param_groups(params, wd, lr,
+                          decay_1d=cfg.decay_1d or (cfg.optimizer.lower() == "lars" and not cfg.lars_exclude_1d))
     if not groups:
         raise ValueError("no trainable parameters for the optimizer")
     name = cfg.optimizer.lower()
