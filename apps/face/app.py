@@ -25,26 +25,37 @@ _CACHE: dict[str, Any] = {}
 def train_smoke() -> Path:
     """Pre-train + PETALface fine-tune at the smoke profile on the synthetic smoke data; the run folder."""
     from pretrainlab.core.cli import default_run_dir
-    from pretrainlab.face.pipeline import load, synthetic_data, train
+    from pretrainlab.face.api import finetune, load, pretrain, synthetic_data
 
     data = synthetic_data("smoke")
     pre = default_run_dir("face", "demo-pretrain")
-    _, res = train(load("pretrain", "smoke", ["train.progress=false"]), data, pre)
+    _, res = pretrain(load("pretrain", "smoke", ["train.progress=false"]), data, pre)
     run = default_run_dir("face", "demo-petalface")
-    train(load("petalface", "smoke", ["train.progress=false", f"init={res.checkpoint}"]), data, run)
+    finetune(load("petalface", "smoke", ["train.progress=false", f"init={res.checkpoint}"]), data, run)
     return run
 
 
 def get_model(ckpt: str | Path | None = None) -> tuple[Any, Any, Path, str]:
-    """(task, cfg, checkpoint folder, message) — cached per checkpoint argument."""
-    from pretrainlab.face.pipeline import load_task
+    """(task, cfg, checkpoint, message: which checkpoint and how it was trained) — cached per argument.
+
+    ``ckpt`` may also be the reference's released ``model.pt`` (PETALface checkpoints need
+    ``quality.*`` settings for their IQA scorer: set ``$PRETRAINLAB_FACE_OVERRIDES``, e.g.
+    ``"quality.scorer=cnniqa quality.weights=/w/cnniqa.pth quality.threshold=0.5"``).
+    """
+    import os
+
+    from pretrainlab.face.api import load_task
 
     key = str(ckpt or "")
     with _LOCK:
         if key not in _CACHE:
-            folder, msg = resolve_checkpoint("face", ckpt, train_smoke)
-            task, cfg, folder = load_task(folder)
-            _CACHE[key] = (task, cfg, folder, msg)
+            if ckpt is not None and Path(ckpt).suffix.lower() in (".pt", ".pth"):
+                folder, msg = Path(ckpt), "given checkpoint"
+            else:
+                folder, msg = resolve_checkpoint("face", ckpt, train_smoke)
+            overrides = os.environ.get("PRETRAINLAB_FACE_OVERRIDES", "").split()
+            task, cfg, folder, how = load_task(folder, overrides=overrides)
+            _CACHE[key] = (task, cfg, folder, f"model: {folder} ({msg}); trained as: {how}")
         return _CACHE[key]
 
 
@@ -58,11 +69,15 @@ def verify_pair(img1: str | None, img2: str | None, ckpt: str | Path | None = No
     r = compare_faces(task, cfg, folder, p1, p2)
     verdict = "SAME PERSON" if r["same_person"] else "DIFFERENT PEOPLE"
     md = (f"### {verdict}\n\ncosine similarity **{r['similarity']:.3f}** (threshold {r['threshold']:.3f}: "
-          f"{r['threshold_source']})\n\nquality weight a: **{r['quality_a'][0]:.2f}** / **{r['quality_a'][1]:.2f}** "
-          f"(a = 0.5 + score - threshold; high a routes to the high-quality adapter)\n\nmodel: {r['method']}; {msg}")
+          f"{r['threshold_source']})\n\nquality weight {_a_caption(r['quality_a'][0])} / {_a_caption(r['quality_a'][1])} "
+          f"(a = 0.5 + score - threshold; high a routes to the high-quality adapter)\n\n{msg}")
     if r["notes"]:
         md += "\n\nnotes: " + "; ".join(r["notes"])
-    return md, [(str(p1), f"a = {r['quality_a'][0]:.2f}"), (str(p2), f"a = {r['quality_a'][1]:.2f}")]
+    return md, [(str(p1), _a_caption(r["quality_a"][0])), (str(p2), _a_caption(r["quality_a"][1]))]
+
+
+def _a_caption(a: float | None) -> str:
+    return "a: not used by this model" if a is None else f"a = {a:.2f}"
 
 
 def identify_probe(gallery: str | None, use_generated: bool, probe: str | None,
@@ -75,15 +90,15 @@ def identify_probe(gallery: str | None, use_generated: bool, probe: str | None,
     if gallery:
         gpath = validate_upload(gallery, [".zip"], what="gallery zip")
     elif use_generated:
-        from pretrainlab.face.pipeline import synthetic_data
+        from pretrainlab.face.api import synthetic_data
 
-        gpath = synthetic_data(cfg.data_profile) / cfg.data.verify_dir  # the data the model was built for
+        gpath = synthetic_data(cfg.data.profile) / "verify"  # the data the model was built for
     else:
         raise DataError("(gallery)", "upload a gallery zip of identity folders or tick 'use the generated gallery'")
     g = read_gallery(task, cfg, gpath)
     r = identify(task, cfg, g, p, k=5)
     md = (f"### top-{len(r['top'])} of {len(g.folder.classes)} identities ({len(g.folder.paths)} images)\n\n"
-          f"probe quality weight a = **{r['quality_a']:.2f}**\n\n"
+          f"probe quality weight {_a_caption(r['quality_a'])}\n\n"
           + "\n".join(f"{i + 1}. {t['identity']} ({t['similarity']:.3f})" for i, t in enumerate(r["top"]))
           + f"\n\n{msg}")
     return md, [(t["image"], f"{i + 1}. {t['identity']} ({t['similarity']:.2f})") for i, t in enumerate(r["top"])]

@@ -14,7 +14,11 @@ def test_data_verb_writes_the_formats(tmp_path: Path) -> None:
     assert main(["face", "data", "--out", str(tmp_path / "d"), "--profile", "smoke"]) in (0, None)
     d = tmp_path / "d"
     assert (d / "manifest.json").exists() and (d / "verify" / "pairs.txt").exists()
-    assert (d / "tinyface" / "probe.txt").exists() and len(list((d / "train_lr").iterdir())) == 8
+    assert (d / "tinyface" / "probe.txt").exists() and (d / "verify.bin").exists()
+    from pretrainlab.face.formats import RecordIO
+
+    rec = RecordIO(d / "train_lr")  # the fine-tuning set is an insightface RecordIO pack
+    assert len(rec) == 8 * 4 and len({rec.label(k) for k in rec.keys}) == 8
 
 
 def test_pretrain_finetune_eval_embed_verify(smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,7 +58,7 @@ def test_reproduce_smoke(tmp_path: Path) -> None:
     assert main(["face", "reproduce", "--profile", "smoke", "--out", str(tmp_path / "r")]) in (0, None)
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     validate(res)
-    assert [r["name"] for r in res["rows"]] == ["pre-trained", "full fine-tune", "plain LoRA (peft)", "PETALface"]
+    assert [r["name"] for r in res["rows"]] == ["pre-trained", "full fine-tune", "plain LoRA", "PETALface"]
     assert len(res["seeds"]) >= 3 and len(res["claims"]) == 3
     assert all(len(r["metrics"]["lr_rank-1"]["values"]) == 3 for r in res["rows"])
     assert (tmp_path / "r" / "results.md").exists() and (tmp_path / "r" / "lr_rank-1.png").exists()
@@ -63,7 +67,10 @@ def test_reproduce_smoke(tmp_path: Path) -> None:
 def test_cli_bad_input_exits_with_a_message(petal_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
     assert main(["face", "eval", "--ckpt", str(petal_ckpt), "--data", str(tmp_path / "empty")]) == 2
-    assert "pairs.txt: pairs file not found" in capsys.readouterr().err
+    assert "empty/verify: verification set not found" in capsys.readouterr().err
+    assert main(["face", "eval", "--ckpt", str(petal_ckpt), "--data", str(tmp_path / "empty"),
+                 "data.verify_dir=lfw.bin"]) == 2
+    assert "lfw.bin: verification .bin not found" in capsys.readouterr().err
     assert main(["face", "embed", "--ckpt", str(petal_ckpt), "--input", str(tmp_path / "empty"),
                  "--out", str(tmp_path / "e.safetensors")]) == 2
     assert "no images" in capsys.readouterr().err

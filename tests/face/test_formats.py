@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from pretrainlab.core.data import DataError
-from pretrainlab.face.formats import IdentityFolder, load_image, read_pairs, read_tinyface
+from pretrainlab.face.formats import IdentityFolder, load_image, read_pairs, read_tinyface, read_verification
 
 
 def test_readers_on_generated_data(smoke_data: Path) -> None:
@@ -21,9 +21,12 @@ def test_readers_on_generated_data(smoke_data: Path) -> None:
     assert pairs.folds == 2 and len(pairs.same) == 24 and sum(pairs.same) == 12
     proto = read_tinyface(smoke_data / "tinyface")
     assert len(proto.probe) == 12 and len(proto.gallery) == 6 + 6
-    assert proto.gallery_labels.count(-1) == 6
+    assert proto.gallery_labels.count(-100) == 6  # ref: tinyface_helper.py distractor label
     img, notes = load_image(f.paths[0], 40)
-    assert img.shape == (3, 40, 40) and img.dtype == torch.uint8 and notes == []
+    assert img.shape == (3, 40, 40) and img.dtype == torch.float32 and notes == []
+    binp = read_verification(smoke_data / "verify.bin")  # the same pairs as an insightface .bin
+    assert binp.same == pairs.same and binp.folds == 10
+    assert np.array_equal(binp.left[3].decode(), np.asarray(Image.open(pairs.left[3]).convert("RGB")))
 
 
 def test_tinyface_without_lists_uses_file_names(smoke_data: Path, tmp_path: Path) -> None:
@@ -55,7 +58,7 @@ def test_grayscale_alpha_16bit_are_converted(tmp_path: Path, mode: str, arr: np.
     assert img.shape == (3, 32, 32)
     assert any(note in n for n in notes)
     if mode == "I;16":
-        assert abs(int(img[0, 0, 0]) - round(40000 / 65535 * 255)) <= 1
+        assert abs(float(img[0, 0, 0]) - (round(40000 / 65535 * 255) / 255 - 0.5) / 0.5) <= 2 / 255
 
 
 def test_tiny_and_huge_images(tmp_path: Path) -> None:

@@ -27,14 +27,16 @@ def test_every_recipe_loads_for_every_profile() -> None:
 
 @pytest.mark.parametrize("method", ["pretrain", "petalface"])
 def test_loss_goes_down(smoke_data: Path, method: str) -> None:
-    from pretrainlab.face.formats import FaceImageDataset, IdentityFolder
+    from pretrainlab.face.formats import FaceTrainDataset, FaceTrainSet
     from pretrainlab.face.petalface import FaceTask
 
     torch.manual_seed(0)
     cfg = load("pretrain" if method == "pretrain" else "petalface", "smoke", ["model.drop_path=0.0", "model.head_dropout=0.0"])
-    ds = FaceImageDataset(IdentityFolder.read(smoke_data / "train_hr"), cfg.model.image_size)
+    ds = FaceTrainDataset(FaceTrainSet.open(smoke_data / ("train_hr" if method == "pretrain" else "train_lr")),
+                          cfg.model.image_size)
     task = FaceTask(cfg, ds.num_classes)
-    batch = {"image": ds.images[:32].float() / 255, "label": ds.labels[:32]}
+    items = [ds[i] for i in range(32)]
+    batch = {"image": torch.stack([it["image"] for it in items]), "label": torch.stack([it["label"] for it in items])}
     opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=3e-3)
     losses = []
     for _ in range(25):
@@ -58,9 +60,10 @@ def test_one_step_trainer_smoke(smoke_data: Path, pretrained_ckpt: Path, tmp_pat
 
 
 def test_finetune_needs_init(smoke_data: Path, tmp_path: Path) -> None:
+    from pretrainlab.core.config import ConfigError
     from pretrainlab.face.pipeline import train
 
-    with pytest.raises(ValueError, match="--init"):
+    with pytest.raises(ConfigError, match="init: .*--init"):
         train(load("petalface", "smoke"), smoke_data, tmp_path / "x")
 
 

@@ -1,5 +1,5 @@
 """``pretrainlab face bench``: fine-tuning step throughput and peak memory of full fine-tuning,
-plain LoRA (peft) and PETALface on the paper-size Swin face backbone (120 px, [2, 18, 2]) on a GPU
+plain LoRA and PETALface on the paper-size Swin face backbone (120 px, [2, 18, 2]) on a GPU
 (the tiny backbone on a CPU), plus embedding (inference) images/s."""
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ inside the verb functions.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pretrainlab.core.cli import (
@@ -39,7 +38,7 @@ def _run(a: argparse.Namespace, default_recipe: str, extra: list[str]) -> int:
     from pretrainlab.face.pipeline import load, synthetic_data, train
 
     cfg = load(a.config or default_recipe, a.profile, [*extra, *a.overrides])
-    data = a.data or synthetic_data(cfg.data_profile)
+    data = a.data or synthetic_data(cfg.data.profile)
     run = a.out or default_run_dir(NAME, f"{cfg.method}")
     train(cfg, data, run, resume=a.resume)
     print(run)
@@ -52,78 +51,50 @@ def _pretrain(a: argparse.Namespace) -> int:
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
     add_config_args(p, "petalface")
-    p.add_argument("--init", type=Path, required=True, help="pre-trained backbone (a `face pretrain` run / checkpoint)")
+    p.add_argument("--init", type=Path, required=True,
+                   help="pre-trained backbone: a `face pretrain` run / checkpoint, or the reference's model.pt (swin_256new)")
 
 
 def _finetune(a: argparse.Namespace) -> int:
     return _run(a, "petalface", [f"init={a.init}"])
 
 
+def _overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="settings on top of the checkpoint's config, e.g. quality.threshold=40 eval.flip_tta=false")
+
+
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--data", type=Path, default=None, help="folder with verify/pairs.txt and tinyface/ (default: synthetic tiny)")
+    p.add_argument("--ckpt", type=Path, required=True, help="a face run / checkpoint folder, or a PETALface model.pt")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder with the verification set (verify/pairs.txt or a .bin) and tinyface/ (default: synthetic)")
     p.add_argument("--out", type=Path, default=None, help="metrics.json path (default: next to the checkpoint)")
+    _overrides(p)
 
 
 def _eval(a: argparse.Namespace) -> int:
-    import json
+    from pretrainlab.face.api import evaluate
 
-    from pretrainlab.core.io import atomic_write_json
-    from pretrainlab.face.evaluation import evaluate_task
-    from pretrainlab.face.pipeline import load_task, synthetic_data
-
-    task, cfg, folder = load_task(a.ckpt)
-    metrics = evaluate_task(task, cfg, a.data or synthetic_data(cfg.data_profile))
-    out = a.out or folder / "metrics.json"
-    atomic_write_json(out, metrics)
-    print(json.dumps(metrics, indent=2))
-    print(f"evaluated {folder}: HR verification {metrics['hr_verif_acc']:.2f}%, LR rank-1 {metrics['lr_rank-1']:.2f}% -> {out}",
-          file=sys.stderr)
+    evaluate(a.ckpt, a.data, a.out, a.overrides)
     return 0
 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", type=Path, required=True)
+    p.add_argument("--ckpt", type=Path, required=True, help="a face run / checkpoint folder, or a PETALface model.pt")
     p.add_argument("--input", type=Path, required=True, help="an image folder (searched recursively) or one image")
-    p.add_argument("--out", type=Path, required=True, help="output .safetensors (embeddings, quality a) + .json (paths)")
+    p.add_argument("--quality-scores", type=Path, default=None, dest="quality_scores",
+                   help="CSV 'file,score' of precomputed IQA scores (a = 0.5 + score - quality.threshold); "
+                        "default: the configured quality.scorer")
+    p.add_argument("--out", type=Path, required=True,
+                   help="FILE.safetensors (embeddings, quality_a) or FILE.npy (+ FILE.quality_a.npy); FILE.json lists the files")
+    _overrides(p)
 
 
 def _embed(a: argparse.Namespace) -> int:
-    import json
+    from pretrainlab.face.api import embed
 
-    import torch
-
-    from pretrainlab.core.checkpoint import save_tensors
-    from pretrainlab.core.data import DataError
-    from pretrainlab.core.io import atomic_write_text
-    from pretrainlab.face.evaluation import embed_images
-    from pretrainlab.face.formats import IMAGE_SUFFIXES, load_images
-    from pretrainlab.face.petalface import normalize
-    from pretrainlab.face.quality import QualityScorer
-
-    task, cfg, folder = load_task_cli(a.ckpt)
-    src = Path(a.input)
-    if src.is_dir():
-        paths = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    else:
-        paths = [src]
-    if not paths:
-        raise DataError(src, f"no images ({', '.join(IMAGE_SUFFIXES)}) found")
-    imgs = load_images(paths, cfg.model.image_size, desc="embed")
-    emb, qual = embed_images(task, imgs, cfg.eval.batch_size, cfg.eval.flip_tta)
-    if qual is None:  # the quality weight is reported for every method (PETALface uses it)
-        qual = torch.cat([QualityScorer(cfg.quality)(normalize(imgs[i:i + 256].float() / 255)) for i in range(0, len(imgs), 256)])
-    out = Path(a.out).with_suffix(".safetensors")
-    save_tensors(out, {"embeddings": emb.contiguous(), "quality_a": qual.float().contiguous()}, {"checkpoint": str(folder)})
-    atomic_write_text(out.with_suffix(".json"), json.dumps({"paths": [str(p) for p in paths], "checkpoint": str(folder)}, indent=1))
-    print(f"embedded {len(paths)} images ({emb.shape[1]}-d, mean quality a {float(qual.mean()):.3f}) -> {out}")
+    embed(a.ckpt, a.input, a.out, a.quality_scores, a.overrides)
     return 0
-
-
-def load_task_cli(ckpt: Path):  # -> (FaceTask, FaceConfig, Path)
-    from pretrainlab.face.pipeline import load_task
-
-    return load_task(ckpt)
 
 
 def _verify_args(p: argparse.ArgumentParser) -> None:
@@ -133,13 +104,9 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 
 
 def _verify(a: argparse.Namespace) -> int:
-    import json
+    from pretrainlab.face.api import verify
 
-    from pretrainlab.face.app_logic import compare_faces
-
-    task, cfg, folder = load_task_cli(a.ckpt)
-    res = compare_faces(task, cfg, folder, a.images[0], a.images[1], a.threshold)
-    print(json.dumps(res, indent=2))
+    verify(a.ckpt, a.images[0], a.images[1], a.threshold)
     return 0
 
 
@@ -166,7 +133,8 @@ def get_domain() -> Domain:
             Verb("eval", "HR verification (10-fold acc, TAR@FAR) + TinyFace LR rank-1/5/10", _eval_args, _eval,
                  "pretrainlab face eval --ckpt runs/face/petalface-<time>"),
             Verb("embed", "embeddings + quality weight a of every image in a folder", _embed_args, _embed,
-                 "pretrainlab face embed --ckpt C --input faces/ --out emb.safetensors"),
+                 "pretrainlab face embed --ckpt model.pt --input faces/ --quality-scores scores.csv --out emb.safetensors "
+                 "quality.threshold=40"),
             Verb("verify", "similarity, quality a of each image and the decision", _verify_args, _verify,
                  "pretrainlab face verify --ckpt C a.png b.png"),
             reproduce_verb(NAME, "pre-trained vs full FT vs LoRA vs PETALface, >= 3 seeds",

@@ -19,10 +19,13 @@ from pretrainlab.face.config import FaceConfig
 
 NAME = "face"
 RECIPES = Path(__file__).parent / "recipes"
-ROW_RECIPES = {"pre-trained": "pretrain", "full fine-tune": "full_finetune", "plain LoRA (peft)": "lora",
+ROW_RECIPES = {"pre-trained": "pretrain", "full fine-tune": "full_finetune", "plain LoRA": "lora",
                "PETALface": "petalface"}
 PAPER = ("Narayan et al., WACV 2025, PETALface: Parameter Efficient Transfer Learning for "
          "Low-resolution Face Recognition")
+
+
+DATA_VERSION = "2"  # 2: fine-tuning set as insightface RecordIO, verification also as an insightface .bin
 
 
 def load(config: str | None, profile: str | None, overrides: list[str] | dict[str, Any] = ()) -> FaceConfig:
@@ -35,27 +38,46 @@ def synthetic_data(profile: str, seed: int = 0) -> Path:
     from pretrainlab.core.data import cached_synthetic
     from pretrainlab.face.synthetic_faces import generate
 
-    return cached_synthetic(NAME, generate, profile, seed)
+    return cached_synthetic(NAME, generate, profile, seed, version=DATA_VERSION)
 
 
 def train_split(cfg: FaceConfig) -> str:
     return cfg.data.train_dir if cfg.method == "pretrain" else cfg.data.finetune_dir
 
 
+def schedule_from_epochs(cfg: FaceConfig, n_images: int) -> FaceConfig:
+    """ref: train_iqa.py ``total_step = num_image // total_batch * num_epoch`` (same for the warm-up);
+    only when ``epochs`` / ``warmup_epochs`` are set (> 0), else ``train.max_steps`` / ``warmup_steps``."""
+    import dataclasses
+
+    from pretrainlab.core import distributed as D
+
+    per_epoch = max(1, n_images // (cfg.train.batch_size * cfg.train.grad_accum * D.world_size()))
+    t = cfg.train
+    if cfg.epochs > 0:
+        t = dataclasses.replace(t, max_steps=max(1, int(per_epoch * cfg.epochs)))
+    if cfg.warmup_epochs > 0:
+        t = dataclasses.replace(t, warmup_steps=min(t.max_steps - 1, int(per_epoch * cfg.warmup_epochs)))
+    return dataclasses.replace(cfg, train=t)
+
+
 def train(cfg: FaceConfig, data_root: Path, run_dir: Path, resume: bool = False,
           write_threshold: bool = True):  # -> (FaceTask, TrainResult)
     """Run one stage with the core Trainer; writes ``face_threshold.json`` (validation threshold) too."""
+    from pretrainlab.core.config import ConfigError
     from pretrainlab.core.data import DataError
     from pretrainlab.core.io import atomic_write_json
     from pretrainlab.core.train import Trainer, seed_everything
-    from pretrainlab.face.formats import FaceImageDataset, IdentityFolder
+    from pretrainlab.face.formats import FaceTrainDataset, FaceTrainSet
     from pretrainlab.face.petalface import FaceTask, load_pretrained_backbone
 
     if cfg.method != "pretrain" and not cfg.init:
-        raise ValueError(f"method={cfg.method} fine-tunes a pre-trained backbone: pass --init CKPT (or init=...)")
+        raise ConfigError(f"init: method={cfg.method} fine-tunes a pre-trained backbone: pass --init CKPT (or init=...)")
     seed_everything(cfg.train.seed)
-    ds = FaceImageDataset(IdentityFolder.read(Path(data_root) / train_split(cfg), cfg.data.max_images), cfg.model.image_size)
+    ds = FaceTrainDataset(FaceTrainSet.open(Path(data_root) / train_split(cfg), cfg.data.max_images), cfg.model.image_size)
+    cfg = schedule_from_epochs(cfg, len(ds))
     task = FaceTask(cfg, ds.num_classes)
+    _ = task.scorer  # PETALface: build the IQA scorer now (a missing weight file fails before any run folder)
     if cfg.init:
         load_pretrained_backbone(task, cfg.init)
     result = Trainer(cfg.train, run_dir, full_config=cfg).fit(task, ds, resume=resume)
@@ -74,18 +96,29 @@ def train(cfg: FaceConfig, data_root: Path, run_dir: Path, resume: bool = False,
     return task, result
 
 
-def load_task(ckpt: str | Path, device: str | torch.device = "cpu"):  # -> (FaceTask, FaceConfig, Path)
-    """Rebuild the task of a face checkpoint (any method) and load its weights."""
-    from pretrainlab.core.checkpoint import CheckpointError, find_checkpoint, load_tensors, read_meta
-    from pretrainlab.core.config import from_dict
-    from pretrainlab.face.petalface import FaceTask
+def load_task(ckpt: str | Path, device: str | torch.device = "cpu", overrides: list[str] | None = None):
+    """(FaceTask, FaceConfig, source path, how it was trained) of a face checkpoint or a reference ``model.pt``.
 
+    ``overrides``: ``key=value`` settings applied on top of the stored config (``quality.*``, ``eval.*``, ...).
+    """
+    from pretrainlab.core.checkpoint import CheckpointError, find_checkpoint, load_tensors, read_meta
+    from pretrainlab.core.config import ConfigError, from_dict, merge, parse_overrides
+    from pretrainlab.face.petalface import FaceTask, import_reference, is_reference_file
+
+    if is_reference_file(ckpt):
+        task, cfg = import_reference(ckpt, overrides)
+        return task.to(device).eval(), cfg, Path(ckpt), "imported reference weights (PETALface model.pt layout)"
     folder = find_checkpoint(Path(ckpt))
     meta = read_meta(folder)
     try:
-        cfg = from_dict(FaceConfig, meta["config"])
-    except Exception as e:
-        raise CheckpointError(f"{folder}: not a face checkpoint ({e})") from e
+        stored = meta["config"]
+        cfg = from_dict(FaceConfig, stored)
+    except ConfigError as e:
+        raise CheckpointError(f"{folder}: config does not fit this version of the face domain ({e})") from None
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{folder}: not a face checkpoint ({e})") from None
+    if overrides:
+        cfg = merge(cfg, parse_overrides(list(overrides)))
     tensors, _ = load_tensors(folder / "model.safetensors")
     if "margin.weight" not in tensors:
         raise CheckpointError(f"{folder}: not a face checkpoint (no margin.weight)")
@@ -93,8 +126,18 @@ def load_task(ckpt: str | Path, device: str | torch.device = "cpu"):  # -> (Face
     try:
         task.load_state_dict(tensors)
     except RuntimeError as e:
-        raise CheckpointError(f"{folder}: weights do not fit the face model: {e}") from e
-    return task.to(device).eval(), cfg, folder
+        raise CheckpointError(f"{folder}: weights do not fit the face model: {str(e).splitlines()[0]}") from None
+    return task.to(device).eval(), cfg, folder, trained_how(cfg, meta)
+
+
+def trained_how(cfg: FaceConfig, meta: dict[str, Any]) -> str:
+    """One line for pages and outputs: method, profile, steps (an untrained / smoke model says so)."""
+    step = meta.get("step", "?")
+    prof = cfg.data.profile
+    kind = {"smoke": "SMOKE model (seconds of training: its outputs are not meaningful)",
+            "tiny": "tiny-profile model (CPU minutes, synthetic faces)",
+            "full": "full-profile model"}.get(prof, prof)
+    return f"{cfg.method}, {kind}, {step} steps"
 
 
 def threshold_for(folder: Path) -> tuple[float | None, str]:
@@ -125,7 +168,7 @@ def reproduce(profile: str, out: Path, seeds: list[int] | None = None, data: Pat
 
     t0 = time.time()
     seeds = list(seeds or [0, 1, 2])
-    data = Path(data) if data else synthetic_data(load("pretrain", profile).data_profile)
+    data = Path(data) if data else synthetic_data(load("pretrain", profile).data.profile)
     out = Path(out)
     scores: dict[str, dict[str, list[float]]] = {row: {} for row in ROW_RECIPES}
     device = "cpu"
@@ -164,7 +207,7 @@ def reproduce(profile: str, out: Path, seeds: list[int] | None = None, data: Pat
 
     tol = 1.0  # points of HR accuracy PETALface may lose and still "keep" it (paper: <= 0.15 on LFW)
     pre_hr, full_hr, pet_hr = mean("pre-trained", "hr_verif_acc"), mean("full fine-tune", "hr_verif_acc"), mean("PETALface", "hr_verif_acc")
-    pre_r1, pet_r1, lora_r1 = mean("pre-trained", "lr_rank-1"), mean("PETALface", "lr_rank-1"), mean("plain LoRA (peft)", "lr_rank-1")
+    pre_r1, pet_r1, lora_r1 = mean("pre-trained", "lr_rank-1"), mean("PETALface", "lr_rank-1"), mean("plain LoRA", "lr_rank-1")
     claims = [
         R.claim("Full fine-tuning on low-resolution data loses high-resolution verification accuracy",
                 full_hr < pre_hr, f"mean HR verification accuracy {full_hr:.2f} (full FT, per seed "
@@ -176,7 +219,7 @@ def reproduce(profile: str, out: Path, seeds: list[int] | None = None, data: Pat
                 f"LR rank-1 {pet_r1:.2f} (per seed {spread('PETALface', 'lr_rank-1')}) vs {pre_r1:.2f}"),
         R.claim("PETALface >= plain LoRA on low-resolution identification (rank-1)", pet_r1 >= lora_r1,
                 f"mean LR rank-1 {pet_r1:.2f} (PETALface, per seed {spread('PETALface', 'lr_rank-1')}) vs {lora_r1:.2f} "
-                f"(LoRA, per seed {spread('plain LoRA (peft)', 'lr_rank-1')})"),
+                f"(LoRA, per seed {spread('plain LoRA', 'lr_rank-1')})"),
     ]
     pcfg = load("pretrain", profile)
     results: dict[str, Any] = {

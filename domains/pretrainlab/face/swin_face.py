@@ -1,16 +1,36 @@
-"""Swin Transformer face backbone (Liu et al. 2021, Sec. 3; face variant of the PETALface reference
-code: 120x120 input, patch 6, window 5, embedding head BN -> Dropout -> Linear -> BN).
+"""The Swin face backbone of PETALface, ported from the reference code (Kartik-3004/PETALface
+``backbones/swin_models.py`` = ``get_model("swin_256new")`` and ``backbones/swin_models_iqa.py`` =
+``get_model("swin_256new_iqa")``) with the same module tree, so a reference ``state_dict`` (the
+released ``model.pt``: 433 tensors for ``r=8, use_lora=True``) loads key for key, strictly.
 
-``SwinFace(cfg)(x)``: ``(B, 3, H, W)`` normalised to [-1, 1] -> ``(B, embedding_dim)`` (not
-L2-normalised; the margin loss normalises). Window attention takes ``(B * nW, N, C)`` with the
-batch as the outer index, so per-sample LoRA mixing weights repeat over windows
-(``pretrainlab.core.peft``). The attention's ``qkv`` is one ``nn.Linear(C, 3C)`` (the layer twin
-LoRA targets) and the head's projection is ``head.fc`` (the final feature projection that
-carries PETALface's single LoRA).
+``SwinFace(cfg, adapter)(x, alpha=None)``: ``(B, 3, S, S)`` normalised to ``(x - 0.5) / 0.5`` ->
+``(B, E)`` (not L2-normalised). ``adapter``:
 
-Deviation: the head's normalisation is ``BatchNorm2d`` over the last stage's feature map before
-flattening (as in the insightface / AdaFace output layers); the reference code's exact head
-layout is to confirm.
+- ``"none"``: the pre-training network (``swin_256new``; plain ``nn.Linear`` everywhere);
+- ``"lora"``: plain LoRA on every attention ``qkv`` and on the feature projection
+  (``swin_256new`` with ``use_lora=True``: the paper's LoRA baseline);
+- ``"twin"``: PETALface (``swin_256new_iqa`` with ``use_lora=True``): twin LoRA on every ``qkv``
+  mixed by the per-sample quality weight ``alpha`` ``(B,)``, plain LoRA on the feature projection.
+
+Architecture (reference defaults, ``cfg`` fields): 120 px input, patch 6 (20 x 20 tokens), embed 384,
+depths [2, 18, 2], heads [8, 16, 16], window 5, MLP ratio 4, ``qkv`` bias, absolute position
+embedding (``ape=True``), patch-embedding LayerNorm, stochastic depth rising linearly to 0.05, no
+other dropout. After the last stage's LayerNorm the tokens are flattened TOKEN-MAJOR
+``(B, L, C) -> (B, L * C)`` (25 x 1536 = 38400) and the head ``feature_layer`` is
+``BatchNorm1d(L*C) -> Dropout(0.25) -> Linear(L*C -> 512) [LoRA] -> BatchNorm1d(512)``.
+
+Quirks of the reference reproduced on purpose (``model.*`` fields name them):
+- the shifted-window attention mask is computed and stored (``attn_mask`` buffers are in the
+  state dict) but never applied: ``attn1 = attn[..] + mask`` is unused in ``WindowAttention``, so
+  shifted windows attend across the wrapped borders (``model.apply_shift_mask=false``; ``true``
+  applies the mask as the Swin paper does);
+- ``attn_windows[:, :25]`` / ``attn[:, :, :25, :25]`` are no-ops for a 5 x 5 window and are not
+  ported as truncations;
+- ``_init_weights`` is applied after the LoRA layers are built, so adapters start at
+  ``trunc_normal(0.02)`` for both matrices (:mod:`pretrainlab.face.lora_layers`).
+
+The tiny / smoke profiles are scaled-down instances of this same module (smaller embed / depths /
+image size); the head's input width is always ``L_last * C_last``.
 """
 
 from __future__ import annotations
@@ -20,10 +40,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pretrainlab.face.config import SwinConfig
+from pretrainlab.face.lora_layers import LoRALinear, LoRALinearTwo
+
+ADAPTERS = ("none", "lora", "twin")
 
 
 def window_partition(x: Tensor, ws: int) -> Tensor:
-    """``(B, H, W, C)`` -> ``(B * nW, ws * ws, C)`` (batch outer)."""
+    """``(B, H, W, C)`` -> ``(B * nW, ws * ws, C)`` (batch outer, as the reference)."""
     B, H, W, C = x.shape
     x = x.view(B, H // ws, ws, W // ws, ws, C).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, ws * ws, C)
@@ -37,35 +60,32 @@ def window_reverse(w: Tensor, ws: int, H: int, W: int) -> Tensor:
     return x.reshape(B, H, W, C)
 
 
-class WindowAttention(nn.Module):
-    """Multi-head self-attention in a window with relative position bias. ``(B*nW, N, C)`` -> same."""
+def relative_position_index(ws: int) -> Tensor:
+    """``(ws*ws, ws*ws)`` index into the ``(2ws-1)^2`` bias table (Swin; reference WindowAttention)."""
+    coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+    rel[:, :, 0] += ws - 1
+    rel[:, :, 1] += ws - 1
+    rel[:, :, 0] *= 2 * ws - 1
+    return rel.sum(-1)
 
-    def __init__(self, dim: int, ws: int, heads: int) -> None:
-        super().__init__()
-        self.heads, self.ws = heads, ws
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-        self.rel_bias = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, heads))
-        nn.init.trunc_normal_(self.rel_bias, std=0.02)
-        coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
-        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (ws - 1)
-        self.register_buffer("rel_index", rel[..., 0] * (2 * ws - 1) + rel[..., 1], persistent=False)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        Bw, N, C = x.shape
-        qkv = self.qkv(x).view(Bw, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        bias = self.rel_bias[self.rel_index.reshape(-1)].view(N, N, -1).permute(2, 0, 1)  # (h, N, N)
-        attn_mask = bias.unsqueeze(0).to(q.dtype)
-        if mask is not None:  # (nW, N, N): -100 between tokens of different shifted regions
-            nW = mask.shape[0]
-            attn_mask = (attn_mask.view(1, 1, self.heads, N, N) + mask.view(1, nW, 1, N, N).to(q.dtype)).view(
-                1, nW, self.heads, N, N).expand(Bw // nW, -1, -1, -1, -1).reshape(Bw, self.heads, N, N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.proj(out.transpose(1, 2).reshape(Bw, N, C))
+def shift_attention_mask(res: int, ws: int, shift: int) -> Tensor:
+    """``(nW, N, N)``: 0 within a shifted region, -100 across regions (Swin SW-MSA mask)."""
+    img = torch.zeros(1, res, res, 1)
+    cnt = 0
+    for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
+        for wsl in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
+            img[:, hs, wsl, :] = cnt
+            cnt += 1
+    mw = window_partition(img, ws).squeeze(-1)
+    mask = mw.unsqueeze(1) - mw.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
 
 
 class DropPath(nn.Module):
+    """Stochastic depth per sample (timm ``DropPath``, ``scale_by_keep=True``)."""
+
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
@@ -73,58 +93,100 @@ class DropPath(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype) >= self.p
-        return x * keep / (1 - self.p)
+        keep = 1 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
 
 
-class SwinBlock(nn.Module):
-    """(Shifted-)window attention block on ``(B, H*W, C)``."""
-
-    def __init__(self, dim: int, res: int, heads: int, ws: int, shift: int, mlp_ratio: float, drop_path: float) -> None:
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        if res <= ws:  # Swin: a window covering the whole map, no shift
-            ws, shift = res, 0
-        self.res, self.ws, self.shift = res, ws, shift
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, ws, heads)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-        mask = None
-        if shift > 0:
-            img = torch.zeros(1, res, res, 1)
-            cnt = 0
-            for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
-                for wsl in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
-                    img[:, hs, wsl, :] = cnt
-                    cnt += 1
-            mw = window_partition(img, ws).squeeze(-1)
-            mask = (mw[:, None, :] - mw[:, :, None]).ne(0).float() * -100.0
-        self.register_buffer("attn_mask", mask, persistent=False)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    """W-MSA with relative position bias; ``(B*nW, N, C)`` (+ ``alpha`` ``(B,)``) -> same shape."""
+
+    def __init__(self, dim: int, ws: int, heads: int, adapter: str, r: int, scale: float, dropout: float,
+                 qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.dim, self.ws, self.num_heads = dim, ws, heads
+        self.scale = (dim // heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, heads))
+        self.register_buffer("relative_position_index", relative_position_index(ws))
+        self.twin = adapter == "twin"
+        if adapter == "twin":
+            self.qkv: nn.Linear = LoRALinearTwo(dim, dim * 3, r=r, scale=scale, bias=qkv_bias, dropout=dropout)
+        elif adapter == "lora":
+            self.qkv = LoRALinear(dim, dim * 3, r=r, scale=scale, bias=qkv_bias, dropout=dropout)
+        else:
+            self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def forward(self, x: Tensor, alpha: Tensor | None, mask: Tensor | None) -> Tensor:
+        Bw, N, C = x.shape
+        if self.twin:
+            if alpha is None:
+                raise ValueError("PETALface's twin LoRA needs the quality weight alpha (B,)")
+            a = alpha.reshape(-1).repeat_interleave(Bw // alpha.numel(), dim=0).view(-1, 1, 1)  # ref: repeat over windows
+            qkv = self.qkv(x, a)  # type: ignore[call-arg]
+        else:
+            qkv = self.qkv(x)
+        qkv = qkv.reshape(Bw, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(N, N, -1)
+        bias = bias.permute(2, 0, 1).unsqueeze(0).to(q.dtype)  # (1, h, N, N)
+        if mask is not None:  # only with model.apply_shift_mask=true (the reference never applies it)
+            nW = mask.shape[0]
+            bias = (bias.unsqueeze(1) + mask.to(q.dtype)[None, :, None]).expand(Bw // nW, -1, -1, -1, -1)
+            bias = bias.reshape(Bw, self.num_heads, N, N)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        return self.proj(out.transpose(1, 2).reshape(Bw, N, C))
+
+
+class SwinTransformerBlock(nn.Module):
+    def __init__(self, dim: int, res: int, heads: int, ws: int, shift: int, mlp_ratio: float, drop_path: float,
+                 adapter: str, r: int, scale: float, dropout: float, apply_mask: bool) -> None:
+        super().__init__()
+        if res <= ws:  # ref: a window covering the whole map, no shift
+            ws, shift = res, 0
+        self.res, self.window_size, self.shift_size, self.apply_mask = res, ws, shift, apply_mask
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, ws, heads, adapter, r, scale, dropout)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.register_buffer("attn_mask", shift_attention_mask(res, ws, shift) if shift > 0 else None)
+
+    def forward(self, x: Tensor, alpha: Tensor | None) -> Tensor:
         B, L, C = x.shape
         H = W = self.res
+        ws, shift = self.window_size, self.shift_size
         h = self.norm1(x).view(B, H, W, C)
-        if self.shift:
-            h = torch.roll(h, (-self.shift, -self.shift), dims=(1, 2))
-        h = self.attn(window_partition(h, self.ws), self.attn_mask)
-        h = window_reverse(h, self.ws, H, W)
-        if self.shift:
-            h = torch.roll(h, (self.shift, self.shift), dims=(1, 2))
+        if shift:
+            h = torch.roll(h, (-shift, -shift), dims=(1, 2))
+        h = self.attn(window_partition(h, ws), alpha, self.attn_mask if self.apply_mask else None)
+        h = window_reverse(h, ws, H, W)
+        if shift:
+            h = torch.roll(h, (shift, shift), dims=(1, 2))
         x = x + self.drop_path(h.reshape(B, L, C))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class PatchMerging(nn.Module):
-    """2x2 neighbour concat + LayerNorm + Linear(4C -> 2C): ``(B, H*W, C)`` -> ``(B, H*W/4, 2C)``."""
+    """2x2 neighbour concat (x0, x1, x2, x3 as the reference) -> LayerNorm(4C) -> Linear(4C -> 2C, no bias)."""
 
     def __init__(self, dim: int, res: int) -> None:
         super().__init__()
         self.res = res
-        self.norm = nn.LayerNorm(4 * dim)
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
 
     def forward(self, x: Tensor) -> Tensor:
         B, _L, C = x.shape
@@ -133,63 +195,119 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x.view(B, -1, 4 * C)))
 
 
-class FeatureHead(nn.Module):
-    """BN2d -> Dropout -> flatten -> Linear (``fc``, the feature projection) -> BN1d: ``(B,C,h,w)`` -> ``(B,E)``."""
-
-    def __init__(self, channels: int, res: int, emb: int, dropout: float) -> None:
+class BasicLayer(nn.Module):
+    def __init__(self, blocks: list[SwinTransformerBlock], downsample: PatchMerging | None) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels * res * res, emb)
-        self.bn2 = nn.BatchNorm1d(emb)
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor, alpha: Tensor | None) -> Tensor:
+        for blk in self.blocks:
+            x = blk(x, alpha)
+        return self.downsample(x) if self.downsample is not None else x
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, kernel_size=patch, stride=patch)
+        self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn2(self.fc(self.dropout(self.bn1(x)).flatten(1)))
+        return self.norm(self.proj(x).flatten(2).transpose(1, 2))
 
 
 class SwinFace(nn.Module):
-    """The face backbone; ``forward`` ``(B, 3, S, S)`` -> ``(B, E)``."""
+    """The reference face Swin; ``forward(x (B,3,S,S), alpha (B,) | None)`` -> ``(B, E)``."""
 
-    def __init__(self, cfg: SwinConfig) -> None:
+    def __init__(self, cfg: SwinConfig, adapter: str = "none", r: int = 8, scale: float = 1.0, dropout: float = 0.1) -> None:
         super().__init__()
-        if cfg.image_size % cfg.patch_size:
-            raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
-        if len(cfg.depths) != len(cfg.num_heads):
-            raise ValueError("model.depths and model.num_heads must have the same length")
-        self.cfg = cfg
+        check_swin(cfg)
+        if adapter not in ADAPTERS:
+            raise ValueError(f"adapter {adapter!r} is not one of {ADAPTERS}")
+        self.cfg, self.adapter = cfg, adapter
         res = cfg.image_size // cfg.patch_size
         dim = cfg.embed_dim
-        self.patch_embed = nn.Conv2d(3, dim, cfg.patch_size, cfg.patch_size)
-        self.patch_norm = nn.LayerNorm(dim)
-        dpr = torch.linspace(0, cfg.drop_path, sum(cfg.depths)).tolist()
-        stages: list[nn.Module] = []
-        k = 0
+        self.patch_embed = PatchEmbed(cfg.patch_size, dim)
+        if cfg.ape:
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, res * res, dim))
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+        dpr = torch.linspace(0, cfg.drop_path, sum(cfg.depths), device="cpu").tolist()  # ref: stochastic depth decay rule
+        layers, k = [], 0
         for i, (depth, heads) in enumerate(zip(cfg.depths, cfg.num_heads)):
-            blocks: list[nn.Module] = [SwinBlock(dim, res, heads, cfg.window_size, 0 if j % 2 == 0 else cfg.window_size // 2,
-                                                 cfg.mlp_ratio, dpr[k + j]) for j in range(depth)]
+            blocks = [SwinTransformerBlock(dim, res, heads, cfg.window_size, 0 if j % 2 == 0 else cfg.window_size // 2,
+                                           cfg.mlp_ratio, dpr[k + j], adapter, r, scale, dropout, cfg.apply_shift_mask)
+                      for j in range(depth)]
             k += depth
-            if i < len(cfg.depths) - 1:
-                if res % 2:
-                    raise ValueError(f"stage {i} has an odd token grid ({res}); choose image/patch sizes divisible by 2^stages")
-                blocks.append(PatchMerging(dim, res))
+            last = i == len(cfg.depths) - 1
+            layers.append(BasicLayer(blocks, None if last else PatchMerging(dim, res)))
+            if not last:
                 res, dim = res // 2, dim * 2
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        self.layers = nn.ModuleList(layers)
         self.norm = nn.LayerNorm(dim)
-        self.out_res, self.out_dim = res, dim
-        self.head = FeatureHead(dim, res, cfg.embedding_dim, cfg.head_dropout)
-        self.apply(self._init)
+        self.out_tokens, self.num_features = res * res, dim
+        flat = res * res * dim  # ref: embed_dim * 100 = 25 tokens x 1536 channels
+        fc: nn.Linear = LoRALinear(flat, cfg.embedding_dim, r=r, scale=scale, dropout=dropout) if adapter != "none" \
+            else nn.Linear(flat, cfg.embedding_dim)
+        self.feature_layer = nn.Sequential(nn.BatchNorm1d(flat), nn.Dropout(cfg.head_dropout), fc,
+                                           nn.BatchNorm1d(cfg.embedding_dim))
+        self.apply(reference_init)
 
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, L, C)
-        x = self.stages(self.patch_norm(x))
+    def forward_features(self, x: Tensor, alpha: Tensor | None = None) -> Tensor:
+        """``(B, 3, S, S)`` -> ``(B, L * C)`` token-major flattened final tokens."""
+        x = self.patch_embed(x)
+        if self.cfg.ape:
+            x = x + self.absolute_pos_embed
+        for layer in self.layers:
+            x = layer(x, alpha)
         x = self.norm(x)
-        B, _L, C = x.shape
-        return self.head(x.transpose(1, 2).reshape(B, C, self.out_res, self.out_res))
+        return x.reshape(x.shape[0], -1)
+
+    def forward(self, x: Tensor, alpha: Tensor | None = None) -> Tensor:
+        return self.feature_layer(self.forward_features(x, alpha))
+
+
+def reference_init(m: nn.Module) -> None:
+    """The reference's ``_init_weights``: every ``nn.Linear`` (adapters included) ``trunc_normal(0.02)``,
+    zero bias; LayerNorm weight 1, bias 0."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def check_swin(cfg: SwinConfig) -> None:
+    """Raise ``ConfigError`` naming the ``model.*`` key when the shape does not make a Swin."""
+    from pretrainlab.core.config import ConfigError
+
+    for key in ("image_size", "patch_size", "embed_dim", "window_size", "embedding_dim"):
+        if int(getattr(cfg, key)) < 1:
+            raise ConfigError(f"model.{key}: must be >= 1, got {getattr(cfg, key)}")
+    if not 0 <= cfg.drop_path < 1:
+        raise ConfigError(f"model.drop_path: must be in [0, 1), got {cfg.drop_path}")
+    if not 0 <= cfg.head_dropout < 1:
+        raise ConfigError(f"model.head_dropout: must be in [0, 1), got {cfg.head_dropout}")
+    if cfg.mlp_ratio <= 0:
+        raise ConfigError(f"model.mlp_ratio: must be > 0, got {cfg.mlp_ratio}")
+    if cfg.image_size % cfg.patch_size:
+        raise ConfigError(f"model.image_size: {cfg.image_size} is not a multiple of model.patch_size {cfg.patch_size}")
+    if not cfg.depths or len(cfg.depths) != len(cfg.num_heads):
+        raise ConfigError(f"model.depths / model.num_heads: need the same non-zero length, got {cfg.depths} / {cfg.num_heads}")
+    if any(d < 1 for d in cfg.depths) or any(h < 1 for h in cfg.num_heads):
+        raise ConfigError(f"model.depths / model.num_heads: every entry must be >= 1, got {cfg.depths} / {cfg.num_heads}")
+    res, dim = cfg.image_size // cfg.patch_size, cfg.embed_dim
+    for i, heads in enumerate(cfg.num_heads):
+        if dim % heads:
+            raise ConfigError(f"model.num_heads: stage {i} has {dim} channels, not divisible by {heads} heads")
+        ws = min(res, cfg.window_size)
+        if res % ws:
+            raise ConfigError(f"model.window_size: stage {i} has a {res}x{res} token grid, not divisible into "
+                              f"{ws}x{ws} windows")
+        if i < len(cfg.num_heads) - 1:
+            if res % 2:
+                raise ConfigError(f"model.image_size: stage {i} has an odd token grid ({res}); choose "
+                                  "image_size / patch_size divisible by 2^(stages-1)")
+            res, dim = res // 2, dim * 2

@@ -11,9 +11,11 @@ down-sample to 16-24 px (probes) with Gaussian blur, noise and JPEG, then up-sam
 Layout written by :func:`generate` (each part is a format the readers in ``formats.py`` accept)::
 
     train_hr/<identity>/<n>.png          high-resolution pre-training identities ("WebFace" stage)
-    train_lr/<identity>/<n>.png          mixed-resolution fine-tuning identities (TinyFace training set)
+    train_lr/train.rec, train.idx        mixed-resolution fine-tuning identities as insightface MXNet RecordIO
+                                         (the TinyFace training pack the reference trains from)
     verify/<name>/<name>_0001.png        LFW layout, disjoint identities
     verify/pairs.txt                     LFW pairs.txt: "F N" header, per fold N genuine + N impostor
+    verify.bin                           the same pairs as an insightface verification .bin (same PNG bytes)
     tinyface/Probe/<id>_<k>.png          LR probes (16-24 px, degraded, up-sampled)
     tinyface/Gallery_Match/<id>_<k>.png  HR gallery images of the probe identities
     tinyface/Gallery_Distractor/<k>.png  HR distractors (other identities)
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from pretrainlab.face.formats import write_bin, write_recordio
 
 RENDER = 112  # alignment-free face crops at 112x112 (insightface convention)
 SUPER = 2  # render at 2x then downsample (anti-aliasing)
@@ -180,6 +184,12 @@ def degrade(img: Image.Image, px: int, rng: np.random.Generator, size: int = REN
     return Image.open(buf).convert("RGB").resize((size, size), Image.BICUBIC)
 
 
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def _write_identity_folders(root: Path, codes: list[dict[str, float]], n_imgs: int, rng: np.random.Generator,
                             names: list[str], lr: tuple[int, int] | None = None, hr_fraction: float = 1.0,
                             bar: object | None = None) -> None:
@@ -216,8 +226,16 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
     tf, i = codes[i:i + p.tinyface_ids], i + p.tinyface_ids
     dis = codes[i:i + p.distractors]
     _write_identity_folders(out / "train_hr", pre, p.pretrain_imgs, rng, [f"id{j:05d}" for j in range(len(pre))], bar=bar)
-    _write_identity_folders(out / "train_lr", ft, p.finetune_imgs, rng, [f"lr{j:05d}" for j in range(len(ft))],
-                            lr=p.finetune_lr_px, hr_fraction=p.finetune_hr_fraction, bar=bar)
+    rec_images, rec_labels = [], []
+    for j, code in enumerate(ft):  # fine-tuning set: insightface RecordIO (the reference's TinyFace .rec)
+        for _k in range(p.finetune_imgs):
+            img = render_face(code, nuisance(rng), rng)
+            if rng.random() >= p.finetune_hr_fraction:
+                img = degrade(img, int(rng.integers(p.finetune_lr_px[0], p.finetune_lr_px[1] + 1)), rng)
+            rec_images.append(_png(img))
+            rec_labels.append(j)
+            bar.update(1)
+    write_recordio(out / "train_lr", rec_images, rec_labels)
     # LFW layout + pairs.txt
     vroot = out / "verify"
     vnames = [f"Person_{j:04d}" for j in range(len(ver))]
@@ -236,6 +254,14 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
             n1, n2 = rng.choice(len(vnames), 2, replace=False)
             lines.append(f"{vnames[n1]}\t{int(rng.integers(p.verify_imgs)) + 1}\t{vnames[n2]}\t{int(rng.integers(p.verify_imgs)) + 1}")
     (vroot / "pairs.txt").write_text("\n".join(lines) + "\n")
+    bins, issame = [], []  # the same pairs as an insightface .bin (bins[2i], bins[2i+1], issame[i])
+    for line in lines[1:]:
+        f = line.split("\t")
+        a_img, b_img = ((f[0], f[1]), (f[0], f[2])) if len(f) == 3 else ((f[0], f[1]), (f[2], f[3]))
+        for name, k in (a_img, b_img):
+            bins.append((vroot / name / f"{name}_{int(k):04d}.png").read_bytes())
+        issame.append(len(f) == 3)
+    write_bin(out / "verify.bin", bins, issame)
     # TinyFace layout: LR probes vs HR gallery + distractors
     troot = out / "tinyface"
     for sub in ("Probe", "Gallery_Match", "Gallery_Distractor"):
