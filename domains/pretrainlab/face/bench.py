@@ -15,7 +15,7 @@ def run_bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size
     from pretrainlab.core.bench import bench_task
     from pretrainlab.core.train import autocast_dtype, select_device
     from pretrainlab.face.petalface import FaceTask
-    from pretrainlab.face.pipeline import load
+    from pretrainlab.face.api import load
 
     dev = select_device(device)
     gpu = dev.type == "cuda"
@@ -24,10 +24,10 @@ def run_bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size
     n_cls = 2570  # TinyFace training identities
     out: dict[str, Any] = {"profile": profile, "runs": []}
     for recipe in ("full_finetune", "lora", "petalface"):
-        cfg = load(recipe, profile)
+        cfg = load(recipe, profile, ["quality.scorer=sharpness"])  # the weight-free scorer (no IQA weights offline)
         s = cfg.model.image_size
         task = FaceTask(cfg, n_cls)
-        res = bench_task(task, lambda s=s: {"image": torch.rand(bs, 3, s, s), "label": torch.randint(0, n_cls, (bs,))},
+        res = bench_task(task, lambda s=s: {"image": torch.rand(bs, 3, s, s) * 2 - 1, "label": torch.randint(0, n_cls, (bs,))},
                          steps=steps, warmup=warmup, device=device, precision=precision, compile=compile,
                          name=f"face-{recipe}-swin{s}")
         out["runs"].append(res)
@@ -35,7 +35,7 @@ def run_bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size
             torch.cuda.empty_cache()
     # embedding throughput (PETALface, inference, flip TTA off)
     task = task.to(dev).eval()
-    x = torch.rand(bs, 3, s, s, device=dev)
+    x = torch.rand(bs, 3, s, s, device=dev) * 2 - 1  # normalised input
     dtype = autocast_dtype(precision, dev)
     n = max(1, steps // 2)
     with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
