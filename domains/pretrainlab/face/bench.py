@@ -14,8 +14,8 @@ def run_bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size
               precision: str = "auto", compile: bool = False) -> dict[str, Any]:
     from pretrainlab.core.bench import bench_task
     from pretrainlab.core.train import autocast_dtype, select_device
-    from pretrainlab.face.petalface import FaceTask
     from pretrainlab.face.api import load
+    from pretrainlab.face.petalface import FaceTask
 
     dev = select_device(device)
     gpu = dev.type == "cuda"
