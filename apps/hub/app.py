@@ -42,6 +42,12 @@ def build_demo(ckpt: str | Path | None = None, only: list[str] | None = None) ->
 
 
 if __name__ == "__main__":
+    import argparse
+
     from pretrainlab.core.demo import launch
 
-    launch(build_demo())
+    ap = argparse.ArgumentParser(description="every domain's demo in one app, one tab each")
+    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--only", nargs="+", default=None, help="only these domains' tabs")
+    args = ap.parse_args()
+    launch(build_demo(only=args.only), port=args.port)

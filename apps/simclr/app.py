@@ -9,6 +9,7 @@ checkpoint, else the newest ``runs/simclr`` checkpoint, else the smoke profile i
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from pretrainlab.core.demo import describe_checkpoint, guarded, resolve_checkpoint, validate_upload
+from pretrainlab.core.demo import describe_checkpoint, resolve_checkpoint, run_button, validate_upload
 
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".bmp"]
 _lock = threading.Lock()
@@ -79,7 +80,7 @@ def predict(path: str | None, ckpt: str | Path | None = None) -> tuple[dict[str,
     model = load_model(ckpt)
     image = api.read_image(p, model["size"])
     votes, gallery = neighbours(image, model)
-    return votes, gallery, model["message"]
+    return votes, gallery, f"query: `{p.name}` — {model['message']}"
 
 
 def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
@@ -93,8 +94,26 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                 status = gr.Markdown(elem_id="simclr-status")
         gallery = gr.Gallery(label="nearest neighbours", columns=8, height=160)
         btn = gr.Button("Find neighbours", variant="primary")
-        btn.click(guarded(lambda f: predict(f, ckpt)), inputs=inp, outputs=[label, gallery, status])
+        run_button(btn, lambda f: predict(f, ckpt), inp, [label, gallery, status], api_name="simclr_neighbours")
     return demo
+
+
+def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[Any], bool]]]:
+    """What the hub load test (benchmarks/hub_load.py) sends: (endpoint, inputs, check of the result).
+    ``sample_dir`` is a scratch folder for input files; each call must get its own answer back."""
+    from gradio_client import handle_file
+
+    from pretrainlab.core.builtin import api
+
+    calls = []
+    for c in ("circle", "square", "triangle"):
+        src = next((api.synthetic_data("smoke") / "test" / c).glob("*.png"))
+        f = Path(sample_dir) / f"simclr-{c}.png"  # a distinct name per input: the answer must echo it
+        f.write_bytes(src.read_bytes())
+        calls.append(("simclr_neighbours", [handle_file(str(f))],
+                      lambda out, name=f.name: isinstance(out, (list, tuple)) and len(out) == 3 and bool(out[0])
+                      and name in str(out[2])))
+    return calls
 
 
 if __name__ == "__main__":

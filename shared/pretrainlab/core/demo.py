@@ -166,12 +166,15 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def run_button(button: Any, fn: Callable[..., Any], inputs: Any, outputs: Sequence[Any]) -> Any:
+def run_button(button: Any, fn: Callable[..., Any], inputs: Any, outputs: Sequence[Any],
+               api_name: str | None = None) -> Any:
     """``button.click`` that first clears ``outputs`` (so no stale result stays under an error), then
-    runs ``guarded(fn)``; returns the event."""
+    runs ``guarded(fn)``; returns the event. ``api_name`` names the endpoint for API clients (the hub
+    load test calls it; use ``"<domain>_<action>"`` so names stay unique inside the hub)."""
     outs = list(outputs)
-    return button.click(lambda: [None] * len(outs) if len(outs) != 1 else None, inputs=None, outputs=outs,
-                        queue=False).then(guarded(fn), inputs=inputs, outputs=outs)
+    clear = button.click(lambda: [None] * len(outs) if len(outs) != 1 else None, inputs=None, outputs=outs,
+                         queue=False, api_visibility="private")
+    return clear.then(guarded(fn), inputs=inputs, outputs=outs, api_name=api_name)
 
 
 def check_port(port: int, host: str = "127.0.0.1") -> None:
