@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from pretrainlab.core.demo import guarded, validate_upload
+from pretrainlab.core.demo import describe_checkpoint, run_button, validate_upload
 
 POINT_TYPES = [".bin", ".pcd", ".ply", ".npy"]
 CLASS_COLOURS = {"Car": "#e4572e", "Pedestrian": "#29335c", "Cyclist": "#17bebb"}
@@ -28,21 +28,24 @@ _cache: dict[str, Any] = {}
 
 def train_smoke() -> Path:
     """Fine-tune the smoke detector (seconds on a CPU) into ``runs/lidar/demo-smoke``."""
-    from pretrainlab.core.data import runs_root
-    from pretrainlab.lidar.domain import load_detect, synthetic_data
-    from pretrainlab.lidar.pipeline import finetune
+    import shutil
 
-    cfg = load_detect(None, "smoke", ["train.progress=false"])
+    from pretrainlab.core.data import runs_root
+    from pretrainlab.lidar import api
+
+    cfg = api.load("detect", "smoke", ["train.progress=false"])
     run = runs_root() / "lidar" / "demo-smoke"
-    finetune(cfg, synthetic_data("smoke"), run)
+    if run.exists():
+        shutil.rmtree(run)
+    api.finetune(cfg, api.synthetic_data("smoke"), run)
     return run
 
 
 def newest_detector() -> Path | None:
-    """The newest checkpoint under ``runs/lidar`` whose config is a detection config."""
-    import json
-
+    """The newest checkpoint under ``runs/lidar`` that loads as a detector (pre-training runs are skipped)."""
+    from pretrainlab.core.checkpoint import CheckpointError
     from pretrainlab.core.data import runs_root
+    from pretrainlab.lidar import api
 
     root = runs_root() / "lidar"
     if not root.exists():
@@ -51,67 +54,73 @@ def newest_detector() -> Path | None:
                    key=lambda p: p.stat().st_mtime, reverse=True)
     for c in cands:
         try:
-            if "head" in json.loads((c / "meta.json").read_text()).get("config", {}):
-                return c
-        except (OSError, ValueError):
+            api.load_task(c)
+        except (CheckpointError, OSError, ValueError):
             continue
+        return c
     return None
 
 
 def load_model(ckpt: str | Path | None) -> dict[str, Any]:
-    """Detector (cached per checkpoint argument) and the message saying where it came from."""
-    from pretrainlab.lidar.pipeline import load_detector
+    """Detector (cached per checkpoint argument) and the message saying which one and how it was trained."""
+    from pretrainlab.core.checkpoint import find_checkpoint
+    from pretrainlab.lidar import api
 
     key = str(ckpt)
     with _lock:
         if key not in _cache:
             if ckpt:
-                folder, msg = Path(ckpt), f"checkpoint: {ckpt}"
+                folder, msg = find_checkpoint(Path(ckpt)), f"checkpoint {ckpt}"
             elif (found := newest_detector()) is not None:
-                folder, msg = found, f"checkpoint: newest detector in runs/ ({found})"
+                folder, msg = found, "the newest detector in runs/"
             else:
-                folder = train_smoke()
-                msg = f"no detection checkpoint found: fine-tuned the smoke profile first ({folder})"
-            _cache[key] = {"task": load_detector(folder), "message": msg}
+                folder = find_checkpoint(train_smoke())
+                msg = "no detection checkpoint found: fine-tuned the smoke profile first"
+            task, cfg = api.load_task(folder)
+            _cache[key] = {"task": task, "cfg": cfg, "message": f"Model: {msg}; {describe_checkpoint(folder)}",
+                           "smoke": cfg.data.profile == "smoke"}
         return _cache[key]
 
 
 def sample_frames() -> list[Any]:
-    """A few simulated val scans (KITTI format, with labels)."""
-    from pretrainlab.lidar.domain import synthetic_data
-    from pretrainlab.lidar.formats import load_frames
+    """A few simulated val scans (KITTI format, with labels, calibration and image size)."""
+    from pretrainlab.lidar import api
 
     if "frames" not in _cache:
-        _cache["frames"] = load_frames(synthetic_data("smoke"), "val")[:N_SAMPLES]
+        cfg = api.load("detect", "smoke")
+        split = api.open_split(cfg, api.synthetic_data("smoke"), "val")
+        _cache["frames"] = [split[i] for i in range(min(N_SAMPLES, len(split)))]
     return _cache["frames"]
 
 
-def load_input(upload: str | None, sample: int) -> tuple[np.ndarray, list[Any] | None, str]:
-    """``(points (N, 4), ground truth or None, name)`` from an upload (preferred) or a simulated scan."""
+def load_input(upload: str | None, sample: int, fov: bool = True) -> tuple[Any, str]:
+    """``(Frame, name)`` from an upload (preferred; KITTI's calibration and image size when ``fov``) or a
+    simulated scan (its own calibration, image size and ground truth)."""
     from pretrainlab.core.data import DataError
-    from pretrainlab.lidar.formats import read_points
+    from pretrainlab.lidar.formats import KITTI_IMAGE_SHAPE, Calib, Frame, read_points
 
     if upload:
         p = validate_upload(upload, POINT_TYPES, what="point cloud")
-        return read_points(p), None, p.name
+        cam = Calib.default() if fov else None
+        return Frame(read_points(p), [], cam, p, image_shape=KITTI_IMAGE_SHAPE if fov else None), p.name
     frames = sample_frames()
     if not 0 <= int(sample) < len(frames):
         raise DataError("(sample)", f"pick a simulated scan between 0 and {len(frames) - 1}")
     f = frames[int(sample)]
-    return f.points, f.objects, f"simulated scan {f.path.stem}"
+    return f, f"simulated scan {f.path.stem}"
 
 
-def detect(task: Any, points: np.ndarray) -> tuple[list[Any], int]:
-    """Detections on one scan (no camera-FOV filter) and the number of points outside the range."""
-    from pretrainlab.lidar.formats import Frame, crop_to_range
-    from pretrainlab.lidar.pipeline import predict_frames
+def detect(task: Any, frame: Any) -> tuple[list[Any], int]:
+    """Detections on one frame and the number of points the detector did not see (outside the camera field
+    of view or the detection range)."""
+    from pretrainlab.core.data import DataError
+    from pretrainlab.lidar import api
 
-    kept, dropped = crop_to_range(points, task.cfg.data.detect_range)
-    if len(kept) == 0:
-        from pretrainlab.core.data import DataError
-
-        raise DataError("(scan)", f"no points inside the detection range {task.cfg.data.detect_range}")
-    return predict_frames(task, [Frame(points, [], None, Path("scan"))], fov_filter=False)[0], dropped
+    seen = api.model_points(frame, task.cfg)
+    if len(seen) == 0:
+        raise DataError("(scan)", f"no points inside the camera field of view and the detection range "
+                                  f"{task.cfg.data.detect_range}")
+    return api.predict_frames(task, [frame])[0], len(frame.points) - len(seen)
 
 
 def detections_table(dets: list[Any]) -> list[list[Any]]:
@@ -179,14 +188,20 @@ def scene_3d(points: np.ndarray, dets: list[Any], max_points: int = 20000) -> An
     return fig
 
 
-def predict(upload: str | None, sample: int, ckpt: str | Path | None = None) -> tuple[list[list[Any]], Any, Any, str]:
-    """The demo's whole prediction: table, BEV picture, 3D figure, status text."""
-    points, gts, name = load_input(upload, sample)
+def predict(upload: str | None, sample: int, ckpt: str | Path | None = None, fov: bool = True
+            ) -> tuple[list[list[Any]], Any, Any, str]:
+    """The demo's whole prediction: table, BEV picture, 3D figure, status text (which model, how trained)."""
     model = load_model(ckpt)
     task = model["task"]
-    dets, dropped = detect(task, points)
-    status = (f"**{name}**: {len(points)} points ({dropped} outside the detection range, cropped); "
-              f"{len(dets)} detections. {model['message']}")
+    frame, name = load_input(upload, sample, fov)
+    dets, dropped = detect(task, frame)
+    gts = frame.objects if not upload else None
+    warn = ("\n\n**Untrained model (smoke profile, seconds of training): these detections are NOT meaningful.** "
+            "Fine-tune the tiny or full profile and pass --ckpt.") if model["smoke"] else ""
+    status = (f"**{name}**: {len(frame.points)} points, {dropped} not seen by the detector (outside the camera field "
+              f"of view{' (KITTI calibration, 375 x 1242)' if upload and fov else ''} or the detection range); "
+              f"{len(dets)} detections (score >= {task.cfg.head.score_threshold}).\n\n{model['message']}{warn}")
+    points = frame.points
     return detections_table(dets), bev_image(points, dets, gts, task.cfg.data.detect_range), scene_3d(points, dets), status
 
 
@@ -199,13 +214,14 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
             inp = gr.File(label="point cloud (.bin / .pcd / .ply / .npy)", file_types=POINT_TYPES, type="filepath", elem_id="lidar-upload")
             with gr.Column():
                 sample = gr.Slider(0, N_SAMPLES - 1, value=0, step=1, label="simulated scan (used when no upload)")
+                fov = gr.Checkbox(value=True, label="uploads: only points in the KITTI camera's field of view (as trained)")
                 btn = gr.Button("Detect", variant="primary")
         status = gr.Markdown(elem_id="lidar-status")
         with gr.Row():
             bev = gr.Image(label="bird's-eye view", type="pil", elem_id="lidar-bev")
             view3d = gr.Plot(label="3D view")
         table = gr.Dataframe(headers=["class", "score", "x", "y", "z", "l", "w", "h", "yaw"], label="detections", elem_id="lidar-table")
-        btn.click(guarded(lambda f, s: predict(f, s, ckpt)), inputs=[inp, sample], outputs=[table, bev, view3d, status])
+        run_button(btn, lambda f, s, v: predict(f, s, ckpt, v), [inp, sample, fov], [table, bev, view3d, status])
     return demo
 
 

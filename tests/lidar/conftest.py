@@ -9,17 +9,15 @@ import pytest
 
 @pytest.fixture(scope="session")
 def lidar_smoke() -> Path:
-    from pretrainlab.lidar.domain import synthetic_data
+    from pretrainlab.lidar import api
 
-    return synthetic_data("smoke")
+    return api.synthetic_data("smoke")
 
 
 @pytest.fixture(scope="session")
 def lidar_detector_ckpt(lidar_smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pretrainlab.lidar.domain import load_detect
-    from pretrainlab.lidar.pipeline import finetune
+    from pretrainlab.lidar import api
 
-    run = tmp_path_factory.mktemp("lidar_det")
-    cfg = load_detect(None, "smoke", ["train.progress=false"])
-    finetune(cfg, lidar_smoke, run)
+    run = tmp_path_factory.mktemp("lidar_det") / "run"
+    api.finetune(api.load("detect", "smoke", ["train.progress=false"]), lidar_smoke, run)
     return run

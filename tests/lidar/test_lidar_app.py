@@ -27,14 +27,21 @@ def test_predict_on_simulated_scan(app, lidar_detector_ckpt: Path) -> None:
 
 
 def test_predict_on_uploads(app, lidar_detector_ckpt: Path, lidar_smoke: Path, tmp_path: Path) -> None:
-    from pretrainlab.lidar.formats import read_velodyne_bin, write_open3d_points
+    from pretrainlab.lidar.formats import read_velodyne_bin, write_pcd, write_ply
 
     pts = read_velodyne_bin(lidar_smoke / "training" / "velodyne" / "000000.bin")
     np.save(tmp_path / "s.npy", pts)
-    write_open3d_points(tmp_path / "s.pcd", pts)
-    for f in (lidar_smoke / "training" / "velodyne" / "000000.bin", tmp_path / "s.npy", tmp_path / "s.pcd"):
-        _, _, _, status = app.predict(str(f), 0, lidar_detector_ckpt)
-        assert f.name in status
+    write_pcd(tmp_path / "s.pcd", pts)
+    write_ply(tmp_path / "s.ply", pts)
+    for f in (lidar_smoke / "training" / "velodyne" / "000000.bin", tmp_path / "s.npy", tmp_path / "s.pcd",
+              tmp_path / "s.ply"):
+        _table, _, _, status = app.predict(str(f), 0, lidar_detector_ckpt)
+        assert f.name in status and "smoke profile" in status and "NOT meaningful" in status
+    # the field-of-view option: without it the detector sees more of a 360-degree scan
+    _, _, _, with_fov = app.predict(str(tmp_path / "s.npy"), 0, lidar_detector_ckpt, True)
+    _, _, _, without = app.predict(str(tmp_path / "s.npy"), 0, lidar_detector_ckpt, False)
+    unseen = [int(s.split(" points, ")[1].split(" not seen")[0]) for s in (with_fov, without)]
+    assert unseen[0] > unseen[1]
 
 
 def test_bad_uploads(app, lidar_detector_ckpt: Path, tmp_path: Path) -> None:
@@ -46,7 +53,7 @@ def test_bad_uploads(app, lidar_detector_ckpt: Path, tmp_path: Path) -> None:
         app.predict(str(tmp_path / "x.bin"), 0, lidar_detector_ckpt)
     far = np.array([[500, 500, 0, 0]], np.float32)
     np.save(tmp_path / "far.npy", far)
-    with pytest.raises(DataError, match="no points inside the detection range"):
+    with pytest.raises(DataError, match="no points inside the camera field of view and the detection range"):
         app.predict(str(tmp_path / "far.npy"), 0, lidar_detector_ckpt)
 
 

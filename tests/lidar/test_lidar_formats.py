@@ -30,9 +30,14 @@ def test_label_camera_roundtrip(tmp_path: Path) -> None:
     box = np.array([12.3, -4.5, -0.9, 4.1, 1.7, 1.5, 0.7], np.float32)
     obj = F.Object3D("Car", box, 0.1, 1, (10.0, 20.0, 50.0, 60.0), score=0.9)
     F.write_kitti_label(tmp_path / "000001.txt", [obj], calib)
-    back = F.read_kitti_label(tmp_path / "000001.txt", calib)
-    assert len(back) == 1 and back[0].score == pytest.approx(0.9)
+    back = F.annos_to_objects(F.read_kitti_annos(tmp_path / "000001.txt"), calib)
+    assert len(back) == 1 and back[0].bbox2d == (10.0, 20.0, 50.0, 60.0) and back[0].occluded == 1
     np.testing.assert_allclose(back[0].box, box, atol=0.02)
+    det = F.objects_to_annos([obj], calib, F.KITTI_IMAGE_SHAPE, detections=True)
+    (tmp_path / "d.txt").write_text(F.format_annos(det))
+    d = F.read_kitti_annos(tmp_path / "d.txt", detections=True)
+    assert d.score[0] == pytest.approx(0.9) and d.truncated[0] == -1 and d.occluded[0] == -1
+    np.testing.assert_allclose(F.boxes_camera_to_lidar(d.camera_boxes(), calib)[0], box, atol=2e-3)
     (tmp_path / "c.txt").write_text(calib.to_text())
     c2 = F.read_calib(tmp_path / "c.txt")
     np.testing.assert_allclose(c2.P2, calib.P2, rtol=1e-9)
@@ -44,10 +49,11 @@ def test_custom_and_open3d_formats(tmp_path: Path) -> None:
     np.testing.assert_allclose(F.read_points(tmp_path / "a.npy"), pts)
     np.save(tmp_path / "b.npy", pts[:, :3])
     assert F.read_points(tmp_path / "b.npy").shape == (100, 4)
-    for suf in (".pcd", ".ply"):
-        F.write_open3d_points(tmp_path / f"c{suf}", np.abs(pts))
-        back = F.read_points(tmp_path / f"c{suf}")
-        np.testing.assert_allclose(back[:, :3], np.abs(pts)[:, :3], atol=1e-5)
+    for binary in (True, False):
+        F.write_pcd(tmp_path / "c.pcd", pts, binary=binary)
+        F.write_ply(tmp_path / "c.ply", pts, binary=binary)
+        for suf in (".pcd", ".ply"):
+            np.testing.assert_allclose(F.read_points(tmp_path / f"c{suf}"), pts, atol=1e-5)
     o = F.Object3D("Pedestrian", np.array([1, 2, -1, 0.8, 0.6, 1.7, 0.3], np.float32))
     F.write_custom_label(tmp_path / "l.txt", [o])
     back = F.read_custom_label(tmp_path / "l.txt")
@@ -58,18 +64,19 @@ def test_custom_and_open3d_formats(tmp_path: Path) -> None:
 def test_sequences_have_exact_flow(lidar_smoke: Path) -> None:
     seqs = F.list_sequences(lidar_smoke)
     assert seqs
-    scans = sorted((seqs[0] / "velodyne").glob("*.bin"))
+    assert seqs[0].layout == "odometry"
+    scans = seqs[0].files
     p0, p1 = F.read_velodyne_bin(scans[0]), F.read_velodyne_bin(scans[1])
-    flow = np.load(seqs[0] / "flow" / f"{scans[0].stem}.npy")
+    flow = np.load(seqs[0].flow_dir / f"{scans[0].stem}.npy")
     assert flow.shape == (len(p0), 3)
-    poses = F.read_poses(seqs[0] / "poses.txt")
+    poses = F.read_poses(seqs[0].scan_dir.parent / "poses.txt")
     assert poses.shape == (len(scans), 4, 4)
     assert np.isfinite(flow).all() and len(p1) > 0
 
 
 def test_scene_flow_is_exact() -> None:
     """Warped points keep their coordinates in their object's frame (moving) or in the world (static)."""
-    from pretrainlab.lidar.simulator import LidarSimulator, Scene, SensorConfig
+    from pretrainlab.lidar.synthetic import LidarSimulator, Scene, SensorConfig
 
     sim = LidarSimulator(SensorConfig(n_columns=256))
     scene = Scene(np.random.default_rng(5))
@@ -94,7 +101,7 @@ def test_scene_flow_is_exact() -> None:
 
 
 def test_simulator_is_deterministic(tmp_path: Path) -> None:
-    from pretrainlab.lidar.simulator import LidarSimulator, Scene, SensorConfig
+    from pretrainlab.lidar.synthetic import LidarSimulator, Scene, SensorConfig
 
     sim = LidarSimulator(SensorConfig(n_columns=256))
     a = sim.scan(Scene(np.random.default_rng(3)), 0.0, np.random.default_rng(4))
@@ -138,14 +145,13 @@ def test_points_outside_range_are_cropped_and_counted() -> None:
 
 
 def test_label_wrong_field_count_and_unknown_class(tmp_path: Path) -> None:
-    calib = F.Calib.default()
     p = tmp_path / "l.txt"
     p.write_text("Car 0 0 0 1 2 3\n")
     with pytest.raises(DataError, match="line 1: 7 fields"):
-        F.read_kitti_label(p, calib)
+        F.read_kitti_annos(p)
     p.write_text("Spaceship 0.00 0 0 1 2 3 4 1.5 1.6 4.0 1 2 10 0\n")
-    with pytest.raises(DataError, match="unknown class 'Spaceship'"):
-        F.read_kitti_label(p, calib)
+    with pytest.raises(DataError, match="unknown type 'Spaceship'"):
+        F.read_kitti_annos(p)
     p.write_text("1 2 3 4 5 6 0.1 Truck\n")
     with pytest.raises(DataError, match="unknown class 'Truck'"):
         F.read_custom_label(p)
@@ -159,7 +165,7 @@ def test_missing_calibration(lidar_smoke: Path, tmp_path: Path) -> None:
     shutil.copytree(lidar_smoke / "ImageSets", root / "ImageSets")
     (root / "training" / "calib" / "000000.txt").unlink()
     with pytest.raises(DataError, match="calibration file missing") as e:
-        F.load_frames(root, "train")
+        F.LabelledSplit(root, "train")[0]
     assert "000000.txt" in str(e.value)
 
 
@@ -169,6 +175,8 @@ def test_flow_file_mismatch(tmp_path: Path) -> None:
     np.save(tmp_path / "f.npy", np.zeros((5, 3), np.float32))
     with pytest.raises(DataError, match=r"expected \(7, 3\)"):
         read_flow(tmp_path / "f.npy", 7)
+    idx, flow = read_flow(tmp_path / "f.npy", 5)
+    assert idx is None and flow.shape == (5, 3)
 
 
 def test_failed_generation_leaves_nothing(tmp_path: Path) -> None:

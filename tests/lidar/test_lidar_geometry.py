@@ -1,4 +1,4 @@
-"""Formula-level tests: rotated IoU vs exact polygons, NMS, AP40, equivariant gathering, the losses."""
+"""Formula-level tests: rotated IoU vs exact polygons, NMS, equivariant gathering, the losses."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from pretrainlab.lidar.formats import Object3D
-from pretrainlab.lidar.kitti_ap import ap_from_pr, kitti_ap
 from pretrainlab.lidar.rotated_iou import bev_corners, iou_matrix, rotated_nms
 
 
@@ -54,30 +52,6 @@ def test_rotated_nms_keeps_best_of_overlapping() -> None:
     assert list(keep) == [1, 2]
 
 
-def test_ap40_formula() -> None:
-    # perfect ranking, all found -> 1; half the ground truth found with precision 1 -> 20/40
-    assert ap_from_pr(np.ones(4), np.array([0.9, 0.8, 0.7, 0.6]), 4) == pytest.approx(1.0)
-    assert ap_from_pr(np.ones(2), np.array([0.9, 0.8]), 4) == pytest.approx(0.5)
-    # TP, FP, TP over 2 GT: precision envelope 1 until recall .5, then 2/3 -> (20*1 + 20*2/3)/40
-    assert ap_from_pr(np.array([1, 0, 1.0]), np.array([0.9, 0.8, 0.7]), 2) == pytest.approx((20 + 20 * 2 / 3) / 40)
-    assert ap_from_pr(np.zeros(0), np.zeros(0), 3) == 0.0
-    assert math.isnan(ap_from_pr(np.zeros(0), np.zeros(0), 0))
-
-
-def test_kitti_ap_perfect_and_ignored() -> None:
-    car = Object3D("Car", np.array([10, 0, -1, 4, 1.8, 1.5, 0], np.float32), bbox2d=(0, 0, 50, 100))
-    hard = Object3D("Car", np.array([20, 5, -1, 4, 1.8, 1.5, 0], np.float32), occluded=2, bbox2d=(0, 0, 50, 100))
-    det = Object3D("Car", car.box.copy(), score=0.9)
-    det_hard = Object3D("Car", hard.box.copy(), score=0.95)
-    ap = kitti_ap([[det, det_hard]], [[car, hard]], ["Car"], [0.7])
-    assert ap["3d_Car_moderate"] == pytest.approx(100.0)  # the hard box is ignored at moderate, not a FP
-    assert ap["3d_Car_hard"] == pytest.approx(100.0)
-    shifted = Object3D("Car", car.box + np.array([1.5, 0, 0, 0, 0, 0, 0], np.float32), score=0.9)
-    ap = kitti_ap([[shifted]], [[car]], ["Car"], [0.7])
-    assert ap["3d_Car_moderate"] == 0.0  # IoU 0.45 < 0.7
-    assert kitti_ap([[shifted]], [[car]], ["Car"], [0.4])["bev_Car_moderate"] == pytest.approx(100.0)
-
-
 def test_gather_follows_the_points_under_rigid_transforms() -> None:
     """Equivariance of reading features at point locations: a BEV map transformed with the points."""
     from pretrainlab.lidar.pillar_backbone import gather_bev
@@ -120,11 +94,11 @@ def test_rigid_transform_of_boxes_matches_points() -> None:
 def test_total_loss_uses_paper_weights(lidar_smoke) -> None:
     from torch.utils.data import default_collate
 
+    from pretrainlab.lidar import api
     from pretrainlab.lidar.datasets import PretrainPairs
-    from pretrainlab.lidar.domain import load_pretrain
     from pretrainlab.lidar.essl3d import ESSL3DTask
 
-    cfg = load_pretrain("essl3d", "smoke", [])
+    cfg = api.load("essl3d", "smoke")
     assert (cfg.weights.pnce, cfg.weights.ce, cfg.weights.flow) == (0.01, 1.0, 300.0)
     task = ESSL3DTask(cfg)
     ds = PretrainPairs(lidar_smoke, cfg.data)
@@ -152,12 +126,12 @@ def test_relative_rotation_bins() -> None:
 
 
 def test_gaussian_radius_and_targets() -> None:
+    from pretrainlab.lidar import api
     from pretrainlab.lidar.centerpoint_head import DetectorTask, gaussian_radius
-    from pretrainlab.lidar.domain import load_detect
 
     r = gaussian_radius(torch.tensor([5.0, 1.0]), torch.tensor([2.0, 1.0]), 0.1)
     assert (r > 0).all() and r[0] > r[1]
-    task = DetectorTask(load_detect(None, "smoke", []))
+    task = DetectorTask(api.load("detect", "smoke"))
     boxes = torch.tensor([[[10.0, 0.0, -1.0, 4.0, 1.8, 1.5, 0.3]]])
     heat, _idx, reg, valid = task.targets(boxes, torch.tensor([[0]]), 32, 32)
     assert valid.all() and heat.max() == 1.0 and heat[0, 1:].max() == 0

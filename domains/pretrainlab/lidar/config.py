@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, ClassVar
 
 from pretrainlab.core.config import TrainConfig
 from pretrainlab.lidar.pillar_backbone import BackboneConfig
 
 PRETRAIN_METHODS = ("essl3d", "spatial", "temporal", "invariant")
+
+
+def _range_problem(r: list[float]) -> str | None:
+    if len(r) != 6:
+        return "expected [x0, y0, z0, x1, y1, z1]"
+    if not all(math.isfinite(v) for v in r) or not (r[0] < r[3] and r[1] < r[4] and r[2] < r[5]):
+        return "expected finite x0 < x1, y0 < y1, z0 < z1"
+    return None
 
 
 @dataclasses.dataclass
@@ -25,8 +34,28 @@ class DataConfig:
     # KITTI front-view detection range (OpenPCDet kitti_dataset.yaml: [0, -40, -3, 70.4, 40, 1])
     detect_range: list[float] = dataclasses.field(default_factory=lambda: [0.0, -40.0, -3.0, 70.4, 40.0, 1.0])
     max_points: int = 16384  # points per scan after random subsampling / repeat-padding
-    flow_source: str = "file"  # file (sequences/SS/flow/*.npy) | icp (ego motion by open3d ICP; an approximation)
+    flow_source: str = "file"  # file (flow/<stem>.npy beside the scans) | icp (ego motion by open3d ICP; static world)
+    flow_root: str = ""  # precomputed flow files under this folder (mirroring the data folder) instead of beside the scans
     max_objects: int = 64  # padded boxes per scan
+    fov_only: bool = True  # keep only points in the camera field of view (OpenPCDet kitti_dataset.yaml FOV_POINTS_ONLY: True)
+    image_shape: tuple[int, int] | None = None  # (H, W) for every frame; None = each frame's image_2/NNNNNN.png
+    profile: str = "tiny"  # the simulator's data set used when no --data is given (smoke | tiny | full)
+
+    CHECKS: ClassVar[dict[str, Any]] = {
+        "crop_radius_ratio": ">0 <=1", "max_points": ">=1", "flow_source": ("file", "icp"), "max_objects": ">=1",
+        "profile": ("smoke", "tiny", "full"),
+        "image_shape": lambda v: None if v is None or v >= 1 else "expected null or [H, W] with sizes >= 1",
+        "pretrain_range": lambda v: None if math.isfinite(v) else "expected finite numbers",
+        "detect_range": lambda v: None if math.isfinite(v) else "expected finite numbers",
+    }
+
+    def check(self) -> None:
+        from pretrainlab.core.config import ConfigError
+
+        for name in ("pretrain_range", "detect_range"):
+            problem = _range_problem(getattr(self, name))
+            if problem:
+                raise ConfigError(f"{name}: {getattr(self, name)} is not allowed; {problem}")
 
 
 @dataclasses.dataclass
@@ -42,6 +71,19 @@ class SpatialConfig:
     temperature: float = 0.07  # PointInfoNCE tau (PointContrast reference code; to confirm)
     pool_grid: int = 4  # the transform classifier s reads a pool_grid x pool_grid pooled BEV map of each view
 
+    CHECKS: ClassVar[dict[str, Any]] = {
+        "rotation_range": ">=-3.1416 <=3.1416", "translation_max": ">=0", "scale_range": ">0", "flip_p": ">=0 <=1",
+        "rotation_bins": ">=2", "n_points": ">=1", "temperature": ">0", "pool_grid": ">=1",
+    }
+
+    def check(self) -> None:
+        from pretrainlab.core.config import ConfigError
+
+        if not self.rotation_range[0] < self.rotation_range[1]:
+            raise ConfigError(f"rotation_range: {list(self.rotation_range)} is not allowed; expected low < high")
+        if not self.scale_range[0] <= self.scale_range[1]:
+            raise ConfigError(f"scale_range: {list(self.scale_range)} is not allowed; expected low <= high")
+
 
 @dataclasses.dataclass
 class TemporalConfig:
@@ -51,12 +93,16 @@ class TemporalConfig:
     n_points: int = 2048  # points of frame t-1 whose warped features are regressed
     predictor_hidden: int = 256  # BYOL predictor q hidden width
 
+    CHECKS: ClassVar[dict[str, Any]] = {"ema_decay": ">=0 <=1", "n_points": ">=1", "predictor_hidden": ">=1"}
+
 
 @dataclasses.dataclass
 class LossWeights:
     pnce: float = 0.01  # paper: 0.01 * L_pnce (to confirm)
     ce: float = 1.0  # paper: 1 * L_ce (to confirm)
     flow: float = 300.0  # paper: 300 * L_flow (to confirm); L_flow is an element-wise mean MSE
+
+    CHECKS: ClassVar[dict[str, Any]] = {"pnce": ">=0", "ce": ">=0", "flow": ">=0"}
 
 
 @dataclasses.dataclass
@@ -73,7 +119,8 @@ class PretrainConfig:
     # paper: AdamW, cyclic lr 1e-4, 80 epochs on KITTI-360 + SemanticKITTI (to confirm)
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         batch_size=8, lr=1e-4, weight_decay=0.01, optimizer="adamw", schedule="cosine", max_steps=100000, warmup_steps=1000))
-    data_profile: str = "tiny"
+
+    CHECKS: ClassVar[dict[str, Any]] = {"method": PRETRAIN_METHODS, "proj_dim": ">=1", "invariant_temperature": ">0"}
 
 
 @dataclasses.dataclass
@@ -91,6 +138,19 @@ class HeadConfig:
     nms_iou: float = 0.1  # rotated BEV NMS threshold (CenterPoint nms_thresh 0.1 ... 0.2)
     max_per_scan: int = 50
 
+    CHECKS: ClassVar[dict[str, Any]] = {
+        "classes": lambda c: None if c in ("Car", "Pedestrian", "Cyclist") else "expected Car, Pedestrian or Cyclist",
+        "head_channels": ">=1", "min_radius": ">=0", "min_overlap": ">0 <1", "hm_weight": ">=0", "reg_weight": ">=0",
+        "top_k": ">=1", "score_threshold": ">=0 <=1", "nms_iou": ">=0 <=1", "max_per_scan": ">=1",
+    }
+
+    def check(self) -> None:
+        from pretrainlab.core.config import ConfigError
+
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"classes: {list(self.classes)} is not allowed; expected distinct names among Car, "
+                              "Pedestrian, Cyclist")
+
 
 @dataclasses.dataclass
 class AugmentConfig:
@@ -100,12 +160,22 @@ class AugmentConfig:
     rotation: float = math.pi / 4
     scale_range: tuple[float, float] = (0.95, 1.05)
 
+    CHECKS: ClassVar[dict[str, Any]] = {"flip_p": ">=0 <=1", "rotation": ">=0 <=3.1416", "scale_range": ">0"}
+
+    def check(self) -> None:
+        from pretrainlab.core.config import ConfigError
+
+        if not self.scale_range[0] <= self.scale_range[1]:
+            raise ConfigError(f"scale_range: {list(self.scale_range)} is not allowed; expected low <= high")
+
 
 @dataclasses.dataclass
 class EvalConfig:
-    iou_thresholds: tuple[float, float, float] = (0.7, 0.5, 0.5)  # KITTI: car 0.7, pedestrian / cyclist 0.5
-    recall_points: int = 40  # KITTI R40
-    difficulty: int = 1  # 0 easy, 1 moderate, 2 hard (reported column)
+    """The official KITTI evaluation (``kitti_eval``): R40 AP at overlaps 0.7 / 0.5 / 0.5 (Car / Ped / Cyc)."""
+
+    difficulty: str = "moderate"  # the level of the summary mAP (easy | moderate | hard)
+
+    CHECKS: ClassVar[dict[str, Any]] = {"difficulty": ("easy", "moderate", "hard")}
 
 
 @dataclasses.dataclass
@@ -122,4 +192,5 @@ class DetectConfig:
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         batch_size=4, lr=3e-3, weight_decay=0.01, optimizer="adamw", schedule="cosine", max_steps=74240, warmup_steps=500,
         clip_grad=10.0))
-    data_profile: str = "tiny"
+
+    CHECKS: ClassVar[dict[str, Any]] = {"label_fraction": ">0 <=1"}

@@ -1,13 +1,16 @@
 """Torch datasets over the on-disk formats: pre-training scan pairs and labelled detection frames.
 
-Every scan is cropped to the configured range (the number of dropped points is counted and
-reported) and brought to a fixed ``max_points`` by random subsampling or by repeating random
-points (a repeated point changes nothing in a max-pooled pillar), so batches are dense tensors.
+Both are streamed: the dataset holds file names only and reads one scan (and its label / calib /
+flow) per item, so a DataLoader worker decodes lazily and a split never sits in memory. Every scan
+is cropped to the configured range and brought to a fixed ``max_points`` by random subsampling or
+by repeating random points (a repeated point changes nothing in a max-pooled pillar), so batches
+are dense tensors. Detection frames keep only the points inside the camera's field of view
+(OpenPCDet ``FOV_POINTS_ONLY``, with each frame's own image size): objects outside the image carry
+no label in KITTI, and a detector that saw their points would learn them as background.
 """
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +21,14 @@ from pretrainlab.core.data import DataError
 from pretrainlab.lidar.config import DataConfig
 from pretrainlab.lidar.formats import (
     CLASSES,
-    Frame,
+    LabelledSplit,
+    ScanSequence,
+    consecutive_pairs,
     crop_to_range,
     list_sequences,
-    load_frames,
     read_velodyne_bin,
 )
-from pretrainlab.lidar.temporal_flow import icp_flow, read_flow
+from pretrainlab.lidar.temporal_flow import flow_file, icp_transform, read_flow
 
 
 def _rng() -> np.random.Generator:
@@ -43,70 +47,82 @@ def crop_disk(pts: np.ndarray, radius: float, z_range: tuple[float, float]) -> n
     return (np.hypot(pts[:, 0], pts[:, 1]) < radius) & (pts[:, 2] >= z_range[0]) & (pts[:, 2] < z_range[1])
 
 
-class PretrainPairs(Dataset):
-    """Consecutive scans ``(t-1, t)`` of ``root/sequences/SS/velodyne`` with the flow of ``t-1``.
+def _dense(pts: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(points (n, 4), mask (n,), source index (n,))``; an empty input gives an all-padding item."""
+    if len(pts) == 0:
+        return np.zeros((n, 4), np.float32), np.zeros(n, bool), np.zeros(n, np.int64)
+    sel = fixed_size(len(pts), n, rng)
+    return pts[sel], np.ones(n, bool), sel
 
+
+class PretrainPairs(Dataset):
+    """Consecutive scans ``(t-1, t)`` of every sequence under ``root`` with the scene flow of ``t-1``.
+
+    Layouts (``formats.list_sequences``): KITTI odometry / SemanticKITTI, KITTI raw, KITTI-360.
     Item: ``{"points", "mask", "prev_points", "prev_mask", "prev_flow"}`` (``(N,4)``, ``(N,)``, ``(N,3)``).
-    With ``need_flow=False`` and no sequences, the labelled KITTI scans of ``split`` serve as single
-    frames (prev = the scan itself, zero flow; enough for the spatial branch).
+    Flow (``data.flow_source``): ``file`` reads ``flow/<stem>.npy`` (or ``.npz``) beside the scan folder
+    (or under ``data.flow_root``); ``icp`` estimates the ego motion of each pair by ICP (the 4x4
+    transform is cached, not the flow). With ``need_flow=False`` and no sequence, the labelled scans
+    of ``split`` serve as single frames (prev = the scan itself, zero flow: enough for the spatial
+    branch).
     """
 
     def __init__(self, root: Path, cfg: DataConfig, need_flow: bool = True, split: str = "train") -> None:
         self.root, self.cfg = Path(root), cfg
-        self.pairs: list[tuple[Path, Path, Path | None]] = []
+        self.pairs: list[tuple[Path, Path, ScanSequence | None]] = []
         for seq in list_sequences(self.root):
-            files = sorted((seq / "velodyne").glob("*.bin"))
-            for a, b in itertools.pairwise(files):
-                flow = seq / "flow" / f"{a.stem}.npy"
-                self.pairs.append((a, b, flow if flow.exists() else None))
+            self.pairs += [(a, b, seq) for a, b in consecutive_pairs(seq)]
+        self.single: LabelledSplit | None = None
         if not self.pairs:
             if need_flow:
-                raise DataError(self.root, "no scan sequences (expected sequences/SS/velodyne/NNNNNN.bin with >= 2 scans) "
-                                           "for the temporal branch")
-            frames = load_frames(self.root, split)
-            self.pairs = [(f.path, f.path, None) for f in frames]
-            self.single = True
-        else:
-            self.single = False
+                raise DataError(self.root, "no pair of consecutive scans for the temporal branch (expected "
+                                           "sequences/SS/velodyne/*.bin, <date>/<drive>_sync/velodyne_points/data/"
+                                           "*.bin or data_3d_raw/<seq>/velodyne_points/data/*.bin)")
+            self.single = LabelledSplit(self.root, split)
         r = cfg.pretrain_range
         self.radius = cfg.crop_radius_ratio * min(r[3] - r[0], r[4] - r[1]) / 2
-        self.n_cropped = 0
         self._icp: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.single) if self.single is not None else len(self.pairs)
 
-    def _flow(self, i: int, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        a, _, f = self.pairs[i]
-        if self.single:
-            return np.zeros((len(prev), 3), np.float32)
+    def _flow(self, i: int, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(index into prev or None for all points, flow (M, 3))`` of pair ``i``."""
+        a, _, seq = self.pairs[i]
         if self.cfg.flow_source == "file":
-            if f is None:
-                raise DataError(a, "no flow file for this scan (sequences/SS/flow/NNNNNN.npy); use data.flow_source=icp")
-            return read_flow(f, len(prev))
-        if self.cfg.flow_source == "icp":
-            if i not in self._icp:
-                self._icp[i] = icp_flow(prev, cur)
-            return self._icp[i]
-        raise ValueError(f"unknown data.flow_source '{self.cfg.flow_source}' (file | icp)")
+            assert seq is not None
+            return read_flow(flow_file(seq, a, self.root, self.cfg.flow_root), len(prev))
+        if i not in self._icp:  # flow_source == "icp" (validated by the config)
+            self._icp[i] = icp_transform(prev, cur)
+        T = self._icp[i]
+        return None, (prev[:, :3] @ T[:3, :3].T + T[:3, 3] - prev[:, :3]).astype(np.float32)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        a, b, _ = self.pairs[i]
-        prev, cur = read_velodyne_bin(a), read_velodyne_bin(b)
-        flow = self._flow(i, prev, cur)
-        z = (self.cfg.pretrain_range[2], self.cfg.pretrain_range[5])
         rng = _rng()
-        out = {}
-        for name, pts, fl in (("points", cur, None), ("prev_points", prev, flow)):
-            keep = crop_disk(pts, self.radius, z)
-            if not keep.any():
-                raise DataError(a if name == "prev_points" else b, "no points inside the pre-training range")
-            p = pts[keep]
-            sel = fixed_size(len(p), self.cfg.max_points, rng)
-            out[name] = torch.from_numpy(p[sel])
-            out["mask" if name == "points" else "prev_mask"] = torch.ones(self.cfg.max_points, dtype=torch.bool)
-            if fl is not None:
-                out["prev_flow"] = torch.from_numpy(fl[keep][sel])
+        z = (self.cfg.pretrain_range[2], self.cfg.pretrain_range[5])
+        n = self.cfg.max_points
+        if self.single is not None:
+            f = self.single[i]
+            cur = prev = f.points
+            idx, flow = None, np.zeros((len(prev), 3), np.float32)
+            src = f.path
+        else:
+            a, b, _ = self.pairs[i]
+            prev, cur = read_velodyne_bin(a), read_velodyne_bin(b)
+            idx, flow = self._flow(i, prev, cur)
+            src = a
+        if idx is not None:
+            prev = prev[idx]
+        out: dict[str, torch.Tensor] = {}
+        keep = crop_disk(cur, self.radius, z)
+        p, m, _ = _dense(cur[keep], n, rng)
+        out["points"], out["mask"] = torch.from_numpy(p), torch.from_numpy(m)
+        keep = crop_disk(prev, self.radius, z)
+        if not keep.any():
+            raise DataError(src, "no point of this scan lies inside the pre-training range")
+        p, m, sel = _dense(prev[keep], n, rng)
+        out["prev_points"], out["prev_mask"] = torch.from_numpy(p), torch.from_numpy(m)
+        out["prev_flow"] = torch.from_numpy(flow[keep][sel])
         return out
 
 
@@ -119,25 +135,24 @@ def label_subset(n: int, fraction: float, seed: int = 0) -> np.ndarray:
 
 
 class DetectionFrames(Dataset):
-    """Labelled frames -> ``{"points" (N,4), "mask" (N,), "boxes" (K,7), "labels" (K,)}`` (label -1 = padding)."""
+    """Labelled frames, read per item -> ``{"points" (N,4), "mask" (N,), "boxes" (K,7), "labels" (K,)}``.
 
-    def __init__(self, frames: list[Frame], cfg: DataConfig, classes: tuple[str, ...] = CLASSES) -> None:
-        self.cfg, self.classes = cfg, classes
-        self.frames = []
-        self.n_cropped = 0
-        for f in frames:
-            pts, dropped = crop_to_range(f.points, cfg.detect_range)
-            if len(pts) == 0:
-                raise DataError(f.path, f"no points inside the detection range {cfg.detect_range}")
-            self.n_cropped += dropped
-            self.frames.append((pts, f))
+    Points: inside the camera field of view (``cfg.fov_only``, the default) and the detection range;
+    a frame with none there gives an all-padding item (mask False). Labels: the boxes of ``classes``
+    (other KITTI types and DontCare are not targets, as in OpenPCDet), padded with label -1.
+    """
+
+    def __init__(self, split: LabelledSplit, cfg: DataConfig, classes: tuple[str, ...] = CLASSES) -> None:
+        self.split, self.cfg, self.classes = split, cfg, classes
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.split)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        pts, f = self.frames[i]
-        sel = fixed_size(len(pts), self.cfg.max_points, _rng())
+        f = self.split[i]
+        pts = f.fov_points() if self.cfg.fov_only else f.points
+        pts, _ = crop_to_range(pts, self.cfg.detect_range)
+        p, m, _ = _dense(pts, self.cfg.max_points, _rng())
         K = self.cfg.max_objects
         boxes = np.zeros((K, 7), np.float32)
         labels = np.full(K, -1, np.int64)
@@ -145,5 +160,5 @@ class DetectionFrames(Dataset):
         for j, o in enumerate(objs):
             boxes[j] = o.box
             labels[j] = self.classes.index(o.cls)
-        return {"points": torch.from_numpy(pts[sel]), "mask": torch.ones(self.cfg.max_points, dtype=torch.bool),
+        return {"points": torch.from_numpy(p), "mask": torch.from_numpy(m),
                 "boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}

@@ -19,6 +19,7 @@ point-cloud range (pre-training uses a symmetric range, detection the KITTI fron
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,8 @@ class BackboneConfig:
     pillar_channels: int = 32  # PointNet output per pillar (PointPillars: 64)
     channels: int = 32  # C of the first BEV block (SECOND: 64 / 128 at strides 1 / 2 of its BEV map)
     layers: tuple[int, int] = (2, 2)  # convs per BEV block (SECOND: 5, 5)
+
+    CHECKS: ClassVar[dict[str, Any]] = {"voxel_size": ">0", "pillar_channels": ">=1", "channels": ">=1", "layers": ">=1"}
 
 
 class PillarBEVBackbone(nn.Module):

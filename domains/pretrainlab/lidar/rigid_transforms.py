@@ -23,6 +23,12 @@ def sample_transforms(B: int, rotation_range: tuple[float, float], translation_m
     return {"theta": theta, "scale": scale, "flip": flip, "tx": r * torch.cos(phi), "ty": r * torch.sin(phi)}
 
 
+def rotation_only(theta: Tensor) -> dict[str, Tensor]:
+    """Transform parameters of a pure rotation by ``theta (B,)`` about the origin."""
+    z = torch.zeros_like(theta)
+    return {"theta": theta, "scale": torch.ones_like(theta), "flip": z, "tx": z, "ty": z}
+
+
 def apply_xy(xy: Tensor, p: dict[str, Tensor]) -> Tensor:
     """Transform ``(B, N, 2)`` ground-plane coordinates."""
     x = xy[..., 0]

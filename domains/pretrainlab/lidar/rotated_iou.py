@@ -72,6 +72,29 @@ def _clip_area(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
     return np.where(n >= 3, area, 0.0)
 
 
+def bev_intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection areas of every ground-plane rectangle of ``a (N, 5)`` with every one of ``b (M, 5)``.
+
+    Rectangles are ``(x, y, l, w, yaw)`` (``l`` along the heading ``yaw``) -> ``(N, M)``; pairs whose
+    circumscribed circles do not touch are skipped (area 0).
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 5)
+    b = np.asarray(b, np.float64).reshape(-1, 5)
+    N, M = len(a), len(b)
+    if N == 0 or M == 0:
+        return np.zeros((N, M))
+    ia, ib = np.repeat(np.arange(N), M), np.tile(np.arange(M), N)
+    ra, rb = 0.5 * np.hypot(a[:, 2], a[:, 3]), 0.5 * np.hypot(b[:, 2], b[:, 3])
+    near = np.hypot(a[ia, 0] - b[ib, 0], a[ia, 1] - b[ib, 1]) <= ra[ia] + rb[ib]
+    inter = np.zeros(N * M)
+    if near.any():
+        def as7(r: np.ndarray) -> np.ndarray:
+            return np.c_[r[:, :2], np.zeros(len(r)), r[:, 2:4], np.ones(len(r)), r[:, 4]]
+
+        inter[near] = bev_intersection_pairs(as7(a[ia[near]]), as7(b[ib[near]]))
+    return inter.reshape(N, M)
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray, mode: str = "bev") -> np.ndarray:
     """IoU of every box of ``a (N, 7)`` with every box of ``b (M, 7)`` -> ``(N, M)``; ``mode`` bev | 3d."""
     a = np.asarray(a, np.float64).reshape(-1, 7)
@@ -79,13 +102,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray, mode: str = "bev") -> np.ndarray:
     N, M = len(a), len(b)
     if N == 0 or M == 0:
         return np.zeros((N, M))
-    ia, ib = np.repeat(np.arange(N), M), np.tile(np.arange(M), N)
-    # skip far-apart pairs (circumscribed circles do not touch)
-    ra, rb = 0.5 * np.hypot(a[:, 3], a[:, 4]), 0.5 * np.hypot(b[:, 3], b[:, 4])
-    near = np.hypot(a[ia, 0] - b[ib, 0], a[ia, 1] - b[ib, 1]) <= ra[ia] + rb[ib]
-    inter = np.zeros(N * M)
-    inter[near] = bev_intersection_pairs(a[ia[near]], b[ib[near]])
-    inter = inter.reshape(N, M)
+    inter = bev_intersection_matrix(a[:, [0, 1, 3, 4, 6]], b[:, [0, 1, 3, 4, 6]])
     if mode == "bev":
         area_a, area_b = a[:, 3] * a[:, 4], b[:, 3] * b[:, 4]
         return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)

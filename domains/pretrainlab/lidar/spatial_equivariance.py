@@ -1,17 +1,23 @@
 """Spatial branch of E-SSL3D (paper Sec. 3.2): equivariant spatial self-supervision.
 
-Two random rigid views of one scan (``rigid_transforms``). Which objective for which transform
-(the paper's choice): translation, scaling and flip have small ranges and are learnt
-contrastively, with PointInfoNCE (Xie et al. 2020) over ``n_points`` matched points whose features
-are read at each point's own location in each view, so the feature of a point must follow the
-point (equivariance, not invariance); rotation is learnt by equivariance-by-classification
-(Dangovski et al. 2022): a transform classifier ``s`` predicts the bin (of 10) of the relative
-rotation ``theta_2 - theta_1`` between the views from the two views' features, with a
-cross-entropy loss.
+Which objective for which transform (the paper's split): translation, scaling and flip have small
+ranges and are learnt contrastively; rotation is learnt by equivariance-by-classification
+(Dangovski et al. 2022) only. So the branch builds three views of one scan:
+
+- ``v1 = T1(x)``, ``v2 = T2(x)`` with ``T = translate o scale o flip`` (no rotation): PointInfoNCE
+  (Xie et al. 2020) over ``n_points`` matched points whose features are read at each point's own
+  location in each view (the feature of a point must follow the point: equivariance, not
+  invariance); negatives are the other matched points of the same scan (PointContrast).
+- ``v3 = R(theta) v1``, ``theta ~ U(rotation_range)``: the transform classifier ``s`` reads ``v1`` and
+  ``v3`` and predicts the bin of ``theta`` (``rotation_bins`` equal bins over ``rotation_range``) with a
+  cross-entropy loss. ``v3`` is ``v1`` rotated about the sensor, so the pair differs by a pure
+  rotation: the same flip, scale and translation on both sides (a reflection has no relative
+  rotation, and a rotated pair never enters the contrastive loss, which would teach the features
+  to ignore rotation).
 
 Deviation: the classifier ``s`` reads a ``pool_grid x pool_grid`` average-pooled BEV map of each
 view (the paper does not state its pooling; a global pool would discard the layout that reveals
-the rotation). ``flip`` is applied before the rotation; the class target is the rotation part only.
+the rotation).
 """
 
 from __future__ import annotations
@@ -20,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pretrainlab.core.losses import equivariance_classification_loss, point_info_nce, rotation_bins
+from pretrainlab.core.losses import equivariance_classification_loss, point_info_nce
 from pretrainlab.lidar.config import SpatialConfig
 from pretrainlab.lidar.pillar_backbone import PillarBEVBackbone, gather_bev
-from pretrainlab.lidar.rigid_transforms import apply_points, apply_xy, sample_transforms
+from pretrainlab.lidar.rigid_transforms import apply_points, apply_xy, rotation_only, sample_transforms
 
 
 def projector(cin: int, dim: int) -> nn.Sequential:
@@ -47,6 +53,12 @@ class TransformClassifier(nn.Module):
         return self.mlp(torch.cat([a, b], 1))
 
 
+def range_bins(theta: Tensor, lo: float, hi: float, n_bins: int) -> Tensor:
+    """``(B,)`` angles in ``[lo, hi)`` -> ``(B,)`` long bins: ``n_bins`` equal bins over the range."""
+    b = torch.floor((theta - lo) / (hi - lo) * n_bins).long()
+    return b.clamp(0, n_bins - 1)
+
+
 class SpatialBranch(nn.Module):
     """``(backbone, projector, points (B,N,4), mask (B,N), range) -> {"pnce", "ce", "rot_acc"}``."""
 
@@ -59,23 +71,33 @@ class SpatialBranch(nn.Module):
                 pc_range: list[float], use_pnce: bool = True, use_ce: bool = True) -> dict[str, Tensor]:
         c = self.cfg
         B, N, _ = points.shape
-        t1 = sample_transforms(B, c.rotation_range, c.translation_max, c.scale_range, c.flip_p, points.device)
-        t2 = sample_transforms(B, c.rotation_range, c.translation_max, c.scale_range, c.flip_p, points.device)
+        dev = points.device
+        no_rot = (0.0, 0.0)
+        t1 = sample_transforms(B, no_rot, c.translation_max, c.scale_range, c.flip_p, dev)
+        t2 = sample_transforms(B, no_rot, c.translation_max, c.scale_range, c.flip_p, dev)
+        lo, hi = c.rotation_range
+        theta = lo + (hi - lo) * torch.rand(B, device=dev)
         v1, v2 = apply_points(points, t1), apply_points(points, t2)
-        bev = backbone(torch.cat([v1, v2]), torch.cat([mask, mask]), pc_range)
-        bev1, bev2 = bev.chunk(2)
+        v3 = apply_points(v1, rotation_only(theta))
+        views, masks = [v1], [mask]
+        if use_pnce:
+            views.append(v2)
+            masks.append(mask)
+        if use_ce:
+            views.append(v3)
+            masks.append(mask)
+        bev = backbone(torch.cat(views), torch.cat(masks), pc_range).chunk(len(views))
         out: dict[str, Tensor] = {}
         if use_pnce:
-            idx = torch.randint(0, N, (B, c.n_points), device=points.device)  # matched points (repeat-padded scans)
+            idx = torch.randint(0, N, (B, c.n_points), device=dev)  # matched points (repeat-padded scans)
             xy = torch.gather(points[..., :2], 1, idx[..., None].expand(-1, -1, 2))
-            f1 = proj(gather_bev(bev1, apply_xy(xy, t1), pc_range))  # (B, M, D)
-            f2 = proj(gather_bev(bev2, apply_xy(xy, t2), pc_range))
-            # negatives are the other matched points of the same scan (PointContrast), per scan
+            f1 = proj(gather_bev(bev[0], apply_xy(xy, t1), pc_range))  # (B, M, D)
+            f2 = proj(gather_bev(bev[1], apply_xy(xy, t2), pc_range))
             losses = [point_info_nce(f1[b], f2[b], temperature=c.temperature) for b in range(B)]
             out["pnce"] = torch.stack(losses).mean()
         if use_ce:
-            target = rotation_bins(t2["theta"] - t1["theta"], c.rotation_bins)
-            logits = self.classifier(bev1, bev2)
+            target = range_bins(theta, lo, hi, c.rotation_bins)
+            logits = self.classifier(bev[0], bev[-1])
             out["ce"] = equivariance_classification_loss(logits, target)
             out["rot_acc"] = (logits.argmax(1) == target).float().mean().detach()
         return out

@@ -6,12 +6,22 @@ re-voxelised. Features are gathered at the moved coordinates in both BEV maps an
 prediction regresses the target projection: ``L_flow = MSE(normalise(q(m(f(x_t)))), normalise(m'(f'(warp(x_{t-1})))))``.
 
 Scene flow: the paper uses a frozen pre-trained PV-RAFT. Here the flow is pluggable
-(``data.flow_source``): ``file`` reads the simulator's exact per-point flow
-(``sequences/SS/flow/NNNNNN.npy``); ``icp`` estimates the ego motion between the scans by open3d
-point-to-point ICP and uses it for every point (static-world approximation; moving objects get
-the ego flow only) — the default for real sequences without flow. Deviation: MSE is the
-element-wise mean over the feature dimension (``byol_loss / D``), which keeps the paper's weight
-of 300 in a sensible range.
+(``data.flow_source``):
+
+- ``file``: precomputed per-frame flow files beside the scan folder, ``flow/<stem>.npy`` (or under
+  ``data.flow_root``, mirroring the data folder): a ``(N, 3)`` float array, the displacement of each
+  of the ``N`` points of scan ``t`` (in file order) into the LiDAR frame of scan ``t + 1``; or a
+  ``.npz`` with ``index (M,)`` (rows of the scan) and ``flow (M, 3)`` when a learned estimator (PV-RAFT
+  samples 8192 points) gives flow for a subset: only those points enter the temporal branch. The
+  simulator writes exact flow in the first form.
+- ``icp``: the ego motion between the two scans by open3d point-to-point ICP on non-ground points,
+  applied to every point (the fallback for real sequences without flow). It models a static world:
+  a moving car, cyclist or pedestrian gets the ego motion only, so its warped points land where the
+  object was, not where it moved; learned flow (or the simulator's exact flow) does not have this
+  error.
+
+Deviation: MSE is the element-wise mean over the feature dimension (``byol_loss / D``), which keeps
+the paper's weight of 300 in a sensible range.
 """
 
 from __future__ import annotations
@@ -24,12 +34,13 @@ from torch import Tensor, nn
 
 from pretrainlab.core.losses import byol_loss
 from pretrainlab.lidar.config import TemporalConfig
+from pretrainlab.lidar.formats import ScanSequence
 from pretrainlab.lidar.pillar_backbone import PillarBEVBackbone, gather_bev
 
 
-def icp_flow(prev: np.ndarray, cur: np.ndarray, max_dist: float = 1.0, iterations: int = 30,
-             ground_z: float | None = -1.4) -> np.ndarray:
-    """Ego-motion flow ``(N_prev, 3)`` of ``prev (N, >=3)`` into ``cur``'s frame by open3d ICP.
+def icp_transform(prev: np.ndarray, cur: np.ndarray, max_dist: float = 1.0, iterations: int = 30,
+                  ground_z: float | None = -1.4) -> np.ndarray:
+    """The 4x4 rigid transform taking ``prev (N, >=3)`` onto ``cur`` (open3d point-to-point ICP).
 
     Ground points (``z < ground_z``) are left out of the registration (they slide along the road).
     """
@@ -44,24 +55,71 @@ def icp_flow(prev: np.ndarray, cur: np.ndarray, max_dist: float = 1.0, iteration
     reg = o3d.pipelines.registration.registration_icp(
         pcd(prev), pcd(cur), max_dist, np.eye(4), o3d.pipelines.registration.TransformationEstimationPointToPoint(),
         o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=iterations))
-    T = np.asarray(reg.transformation)
-    moved = prev[:, :3] @ T[:3, :3].T + T[:3, 3]
-    return (moved - prev[:, :3]).astype(np.float32)
+    return np.asarray(reg.transformation).copy()
 
 
-def read_flow(path: Path, n: int) -> np.ndarray:
-    """A flow ``.npy`` ``(n, 3)`` float; DataError if it does not match the scan's point count."""
+def icp_flow(prev: np.ndarray, cur: np.ndarray, **kwargs: object) -> np.ndarray:
+    """Ego-motion flow ``(N_prev, 3)`` of ``prev`` into ``cur``'s frame (static-world approximation)."""
+    T = icp_transform(prev, cur, **kwargs)  # type: ignore[arg-type]
+    return (prev[:, :3] @ T[:3, :3].T + T[:3, 3] - prev[:, :3]).astype(np.float32)
+
+
+def flow_file(seq: ScanSequence, scan: Path, root: Path, flow_root: str = "") -> Path:
+    """The flow file of ``scan``: ``<flow dir>/<stem>.npy`` or ``.npz`` (DataError naming both when absent)."""
     from pretrainlab.core.data import DataError
 
-    try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(path, f"not a readable flow .npy ({e})") from e
-    if f.shape != (n, 3):
-        raise DataError(path, f"flow has shape {tuple(f.shape)}, expected ({n}, 3) to match the scan")
+    d = seq.flow_dir
+    if flow_root:
+        try:
+            d = Path(flow_root) / seq.flow_dir.relative_to(root)
+        except ValueError:
+            d = Path(flow_root) / seq.flow_dir.name
+    for suffix in (".npy", ".npz"):
+        if (d / f"{scan.stem}{suffix}").exists():
+            return d / f"{scan.stem}{suffix}"
+    raise DataError(d / f"{scan.stem}.npy", "no scene-flow file for this scan (.npy or .npz); bring precomputed "
+                                            "flow or set data.flow_source=icp")
+
+
+def read_flow(path: Path, n: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """A flow file -> ``(index (M,) or None, flow (M, 3) float32)`` for a scan of ``n`` points (DataError if
+    it does not match)."""
+    from pretrainlab.core.data import DataError
+    from pretrainlab.core.guards import load_npy
+
+    path = Path(path)
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "index" not in z or "flow" not in z:
+                    raise DataError(path, f"a flow .npz needs arrays 'index' and 'flow', found {sorted(z.files)}")
+                for k in ("index", "flow"):
+                    info = z.zip.getinfo(f"{k}.npy")
+                    if info.file_size > 64 * n * 8 + 4096:
+                        raise DataError(path, f"'{k}' declares {info.file_size} bytes for a scan of {n} points")
+                idx, f = np.asarray(z["index"]), np.asarray(z["flow"])
+        except DataError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise DataError(path, f"not a readable flow .npz ({e})") from e
+        if idx.dtype.kind not in "iu" or idx.ndim != 1:
+            raise DataError(path, f"'index' must be a 1-D integer array, got {idx.dtype} {tuple(idx.shape)}")
+        if f.shape != (len(idx), 3):
+            raise DataError(path, f"'flow' has shape {tuple(f.shape)}, expected ({len(idx)}, 3) to match 'index'")
+        if len(idx) and (idx.min() < 0 or idx.max() >= n):
+            raise DataError(path, f"'index' holds rows outside the scan's {n} points")
+        if len(idx) == 0:
+            raise DataError(path, "'index' is empty: no point has flow")
+    else:
+        f = np.asarray(load_npy(path))
+        idx = None
+        if f.shape != (n, 3):
+            raise DataError(path, f"flow has shape {tuple(f.shape)}, expected ({n}, 3) to match the scan")
+    if f.dtype.kind not in "fiu":
+        raise DataError(path, f"flow must be numeric, got dtype {f.dtype}")
     if not np.isfinite(f).all():
         raise DataError(path, "flow holds NaN / inf values")
-    return f.astype(np.float32)
+    return (None if idx is None else idx.astype(np.int64)), f.astype(np.float32)
 
 
 class Predictor(nn.Module):
