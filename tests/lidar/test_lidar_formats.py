@@ -215,3 +215,138 @@ def test_icp_flow_recovers_ego_motion() -> None:
     cur[:, :3] += shift
     flow = icp_flow(prev, cur)
     np.testing.assert_allclose(flow.mean(0), shift, atol=0.02)
+
+
+# ------------------------------------------------------------------------------ sequence layouts
+
+def _write_scans(folder: Path, stems: list[str], src: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in stems:
+        (folder / f"{s}.bin").write_bytes(src.read_bytes())
+
+
+@pytest.mark.parametrize("layout,folder", [
+    ("odometry", "sequences/08/velodyne"),
+    ("raw", "2011_09_26/2011_09_26_drive_0001_sync/velodyne_points/data"),
+    ("kitti360", "data_3d_raw/2013_05_28_drive_0000_sync/velodyne_points/data"),
+])
+def test_sequence_layouts_are_found_and_paired(layout: str, folder: str, lidar_smoke: Path, tmp_path: Path) -> None:
+    from pretrainlab.lidar import api
+    from pretrainlab.lidar.datasets import PretrainPairs
+
+    src = lidar_smoke / "training" / "velodyne" / "000000.bin"
+    width = 6 if layout == "odometry" else 10
+    stems = [f"{i:0{width}d}" for i in (0, 1, 2, 4, 5)]  # a gap between 2 and 4: no pair across it
+    _write_scans(tmp_path / folder, stems, src)
+    seqs = F.list_sequences(tmp_path)
+    assert [s.layout for s in seqs] == [layout] and len(seqs[0].files) == 5
+    pairs = F.consecutive_pairs(seqs[0])
+    assert [(a.stem, b.stem) for a, b in pairs] == [(stems[0], stems[1]), (stems[1], stems[2]), (stems[3], stems[4])]
+    cfg = api.load("temporal", "smoke", ["data.flow_source=icp"])
+    ds = PretrainPairs(tmp_path, cfg.data)
+    item = ds[0]
+    assert len(ds) == 3 and item["prev_flow"].shape == (cfg.data.max_points, 3)
+    assert item["prev_flow"].abs().max() < 0.05  # the same scan twice: ICP finds no motion
+    # precomputed flow beside the scan folder: flow/<stem>.npy, and a .npz subset
+    flow_dir = seqs[0].flow_dir
+    flow_dir.mkdir()
+    n = len(F.read_velodyne_bin(src))
+    np.save(flow_dir / f"{stems[0]}.npy", np.full((n, 3), 0.5, np.float32))
+    idx = np.arange(0, n, 7)
+    np.savez(flow_dir / f"{stems[1]}.npz", index=idx, flow=np.full((len(idx), 3), -1.0, np.float32))
+    ds = PretrainPairs(tmp_path, api.load("temporal", "smoke").data)
+    assert torch_all_close(ds[0]["prev_flow"], 0.5) and torch_all_close(ds[1]["prev_flow"], -1.0)
+    with pytest.raises(DataError, match="no scene-flow file"):
+        ds[2]
+
+
+def torch_all_close(t: object, v: float) -> bool:
+    return bool(np.allclose(np.asarray(t), v))
+
+
+def test_flow_root_mirrors_the_data_folder(lidar_smoke: Path, tmp_path: Path) -> None:
+    from pretrainlab.lidar import api
+    from pretrainlab.lidar.datasets import PretrainPairs
+
+    src = lidar_smoke / "training" / "velodyne" / "000000.bin"
+    _write_scans(tmp_path / "data" / "sequences" / "00" / "velodyne", ["000000", "000001"], src)
+    flows = tmp_path / "flows" / "sequences" / "00" / "flow"
+    flows.mkdir(parents=True)
+    np.save(flows / "000000.npy", np.full((len(F.read_velodyne_bin(src)), 3), 0.25, np.float32))
+    cfg = api.load("temporal", "smoke", [f"data.flow_root={tmp_path / 'flows'}"])
+    assert torch_all_close(PretrainPairs(tmp_path / "data", cfg.data)[0]["prev_flow"], 0.25)
+
+
+def test_npz_flow_is_checked(tmp_path: Path) -> None:
+    from pretrainlab.lidar.temporal_flow import read_flow
+
+    np.savez(tmp_path / "a.npz", index=np.array([0, 9]), flow=np.zeros((2, 3)))
+    with pytest.raises(DataError, match="outside the scan"):
+        read_flow(tmp_path / "a.npz", 5)
+    np.savez(tmp_path / "b.npz", flow=np.zeros((2, 3)))
+    with pytest.raises(DataError, match="needs arrays 'index' and 'flow'"):
+        read_flow(tmp_path / "b.npz", 5)
+    np.savez(tmp_path / "c.npz", index=np.array([0, 1]), flow=np.zeros((3, 3)))
+    with pytest.raises(DataError, match="to match 'index'"):
+        read_flow(tmp_path / "c.npz", 5)
+
+
+def test_splits_are_streamed(lidar_smoke: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a split reads no scan; each item reads its own files."""
+    reads: list[str] = []
+    orig = F.read_velodyne_bin
+    monkeypatch.setattr(F, "read_velodyne_bin", lambda p: (reads.append(Path(p).name), orig(p))[1])
+    split = F.LabelledSplit(lidar_smoke, "train")
+    assert len(split) == 8 and reads == []
+    f = split[3]
+    assert reads == [f"{split.ids[3]}.bin"] and f.image_shape == (375, 1242)
+    assert split.annos(3).name == f.annos.name and reads == [f"{split.ids[3]}.bin"]
+
+
+def test_fov_mask_is_openpcdets_rule() -> None:
+    calib = F.Calib.default()
+    rect = np.array([[0.0, 0.0, 10.0], [0.0, 0.0, -10.0], [20.0, 0.0, 10.0], [0.0, 3.0, 10.0]])
+    pts = calib.rect_to_lidar(rect)
+    # in front and in the image; behind the camera; left of the image; below it
+    assert F.fov_mask(pts, calib, (375, 1242)).tolist() == [True, False, False, False]
+    uv, depth = calib.rect_to_image(rect[:1])
+    P = calib.P2
+    np.testing.assert_allclose(uv[0], (P[:2, :3] @ rect[0] + P[:2, 3]) / rect[0, 2])  # divided by rect z
+    assert depth[0] == pytest.approx(10.0)
+    # the image size of each frame decides: a narrow image keeps fewer points
+    wide = np.c_[np.full(200, 20.0), np.linspace(-15, 15, 200), np.zeros(200)]
+    assert F.fov_mask(wide, calib, (375, 600)).sum() < F.fov_mask(wide, calib, (375, 1242)).sum()
+
+
+def test_culled_ray_casting_equals_casting_every_ray() -> None:
+    """The simulator casts only rays inside some actor's angular footprint and meets the ground analytically;
+    casting every ray against ground + actors gives the same hits."""
+    import open3d as o3d
+
+    from pretrainlab.lidar.synthetic import LidarSimulator, Scene, SensorConfig
+
+    sim = LidarSimulator(SensorConfig(n_columns=256))
+    for seed in range(3):
+        scene = Scene(np.random.default_rng(seed))
+        fast = sim.raycast(scene, 0.3)
+        rs, owner, _E, idx = sim._build(scene, 0.3)
+        assert 0 < len(idx) < len(sim.dirs)  # some rays are skipped
+        verts, tris, vert_owner, _, _ = scene.merged_mesh()
+        full = o3d.t.geometry.RaycastingScene()
+        h = sim.sensor.height
+        full.add_triangles(o3d.core.Tensor(np.array([[-300, -300, -h], [300, -300, -h], [300, 300, -h], [-300, 300, -h]],
+                                                    np.float32)), o3d.core.Tensor(np.array([[0, 1, 2], [0, 2, 3]], np.uint32)))
+        Einv = np.linalg.inv(sim.sensor_pose(scene, 0.3))
+        poses = np.stack([Einv @ a.pose(0.3) for a in scene.actors])
+        v = np.einsum("vij,vj->vi", poses[vert_owner, :3, :3], verts) + poses[vert_owner, :3, 3]
+        full.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(tris))
+        ans = full.cast_rays(o3d.core.Tensor(sim._rays))
+        th = ans["t_hit"].numpy()
+        inst = np.where(ans["geometry_ids"].numpy() == 0, -1,
+                        owner[np.minimum(ans["primitive_ids"].numpy(), len(owner) - 1).astype(np.int64)])
+        inst[~np.isfinite(th)] = -2
+        near, near_fast = th < 100, fast["t_hit"] < 100  # the test's ground square ends at 300 m
+        both = near & near_fast
+        assert (near == near_fast).mean() > 0.999
+        np.testing.assert_allclose(fast["t_hit"][both], th[both], rtol=1e-4, atol=1e-3)
+        assert (fast["instance"][both] == inst[both]).mean() > 0.999

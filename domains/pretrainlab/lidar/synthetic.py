@@ -260,6 +260,7 @@ class Scan:
     instance: np.ndarray  # (N,) actor index, -1 ground
     objects: list[Object3D]
     object_actor: list[int]  # actor index of each labelled object
+    kinds: list[str] = dataclasses.field(default_factory=list)  # kind of every actor (Car, building, ...)
 
 
 def _threads() -> int:
@@ -405,7 +406,7 @@ class LidarSimulator:
         points[:, :3] = d * r[:, None]
         points[:, 3] = np.clip(inten, 0, 1)
         objects, actor_idx = self._labels(scene, t, E, points, inst, rs, owner)
-        return Scan(points, inst, objects, actor_idx)
+        return Scan(points, inst, objects, actor_idx, [a.kind for a in scene.actors])
 
     def _labels(self, scene: Scene, t: float, E: np.ndarray, points: np.ndarray, inst: np.ndarray, rs: object,
                 owner: np.ndarray) -> tuple[list[Object3D], list[int]]:
