@@ -5,8 +5,10 @@ CLIP-rocket head mixture ``w * linear + (1 - w) * MLP`` as a slider.
 Tab "Search": type a query -> the top matches from a gallery (the generated retrieval benchmark,
 or an uploaded .zip of images) as a grid.
 
-The model is resolved lazily on the first prediction: ``--ckpt`` if given, else the newest
-``runs/clip`` checkpoint, else the smoke profile is trained first (the page says which).
+The model is resolved lazily on the first prediction: ``--ckpt`` if given (a run folder, a
+checkpoint, or a run's ``open_clip_model.safetensors``), else the newest ``runs/clip`` checkpoint,
+else the smoke profile is trained first. Every answer says which model it came from and how it was
+trained (profile, steps, data; imported weights), and flags an untrained (smoke) model.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import MAX_UPLOAD_MB, guarded, resolve_checkpoint, validate_upload
@@ -25,6 +28,7 @@ from pretrainlab.core.demo import MAX_UPLOAD_MB, guarded, resolve_checkpoint, va
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
 DEFAULT_LABELS = "red circle, blue square, green star, yellow triangle, purple ring, orange diamond, cyan cross"
 MAX_ZIP_IMAGES = 2000
+MAX_ZIP_MEMBER_MB = 50  # an image member declaring more (uncompressed) is skipped: a zip bomb guard
 
 _STATE: dict[str, Any] = {"task": None, "message": "", "ckpt": None, "gallery": None}
 
@@ -40,13 +44,24 @@ def _train_smoke() -> Path:
 
 
 def get_task(ckpt: str | Path | None = None) -> tuple[Any, str]:
-    """The cached Task and the message saying where it came from."""
+    """The cached Task and the message saying which model it is and how it was trained."""
     if _STATE["task"] is None or (ckpt is not None and str(ckpt) != str(_STATE["ckpt"])):
-        from pretrainlab.clip.pipeline import load_task
+        from pretrainlab.clip.pipeline import load_task, training_note
 
-        folder, msg = resolve_checkpoint("clip", ckpt, _train_smoke)
-        _STATE.update(task=load_task(folder), message=msg, ckpt=ckpt, gallery=None)
+        p = Path(ckpt) if ckpt else None
+        if p is not None and p.is_file() and p.name != "model.safetensors":
+            task, how = load_task(p), "weights file given with --ckpt"
+        else:
+            folder, how = resolve_checkpoint("clip", ckpt, _train_smoke)
+            task = load_task(folder)
+        _STATE.update(task=task, message=f"{training_note(task)} ({how.split(':')[0]})", ckpt=ckpt, gallery=None)
     return _STATE["task"], _STATE["message"]
+
+
+def is_untrained(task: Any) -> bool:
+    prov = getattr(task, "provenance", None) or {}
+    step = prov.get("step")
+    return prov.get("profile") == "smoke" or (isinstance(step, int) and step < 50)
 
 
 # ------------------------------------------------------------------ pure functions
@@ -56,26 +71,30 @@ def parse_labels(text: str) -> list[str]:
         raise DataError("labels", "type at least two comma-separated labels")
     if len(labels) > 100:
         raise DataError("labels", f"{len(labels)} labels: at most 100")
+    if len(set(labels)) != len(labels):
+        raise DataError("labels", "a label is given twice")
     return labels
 
 
-def read_image(path: str | Path, size: int) -> np.ndarray:
-    """Validated upload -> ``(size, size, 3)`` uint8 (odd modes converted)."""
-    from pretrainlab.clip.formats import decode_image
+def read_image(path: str | Path) -> Image.Image:
+    """Validated upload -> RGB PIL image (size checked before decoding; odd modes converted). Errors
+    name the uploaded file, not Gradio's temporary path."""
+    from pretrainlab.clip.formats import decode_pil
 
     p = validate_upload(path, IMAGE_TYPES, what="image")
-    return decode_image(p.read_bytes(), p.name, size)
+    return decode_pil(p.read_bytes(), p.name)
 
 
-def zero_shot(task: Any, image: np.ndarray, labels: list[str], w: float = 1.0) -> dict[str, float]:
-    """Probabilities per label for one ``(S, S, 3)`` image (prompt 'a photo of a {}.')."""
+def zero_shot(task: Any, image: Image.Image, labels: list[str], w: float = 1.0) -> dict[str, float]:
+    """Probabilities per label for one image (prompt 'a photo of a {}.'), after the model's own
+    evaluation preprocessing (resize of the shorter side, center crop)."""
     from pretrainlab.clip.zeroshot import zero_shot_predict
 
-    probs = zero_shot_predict(task, image[None], labels, ("a photo of a {}.",), w)[0]
+    probs = zero_shot_predict(task, task.preprocess(image)[None], labels, ("a photo of a {}.",), w)[0]
     return {lab: float(p) for lab, p in zip(labels, probs.tolist())}
 
 
-def bar_chart(probs: dict[str, float]) -> np.ndarray:
+def bar_chart(probs: dict[str, float], title: str = "") -> np.ndarray:
     """Horizontal bar chart of the probabilities as an RGB array."""
     import matplotlib
 
@@ -83,73 +102,85 @@ def bar_chart(probs: dict[str, float]) -> np.ndarray:
     import matplotlib.pyplot as plt
 
     items = sorted(probs.items(), key=lambda t: t[1])
-    fig, ax = plt.subplots(figsize=(5, 0.35 * len(items) + 1))
+    fig, ax = plt.subplots(figsize=(5, 0.35 * len(items) + 1.2))
     ax.barh([k for k, _ in items], [v for _, v in items], color="#4C72B0")
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    from PIL import Image
-
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def read_zip_gallery(path: str | Path, size: int) -> tuple[np.ndarray, list[str]]:
-    """A .zip of images -> ``(N, size, size, 3)`` uint8 and names; unreadable members are skipped."""
-    from pretrainlab.clip.formats import IMAGE_EXTS, decode_image
+def read_zip_gallery(path: str | Path) -> tuple[list[Image.Image], list[str], int]:
+    """A .zip of images -> images, names, and how many image members were skipped (unreadable,
+    too large, over the count limit)."""
+    from pretrainlab.clip.formats import IMAGE_EXTS, decode_pil
 
     p = validate_upload(path, [".zip"], what="zip of images")
     try:
         zf = zipfile.ZipFile(p)
-    except zipfile.BadZipFile as e:
-        raise DataError(p.name, "not a readable zip file") from e
-    imgs, names = [], []
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(p.name, f"not a readable zip file ({e})") from None
+    imgs, names, skipped = [], [], 0
     with zf:
         members = [m for m in zf.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_EXTS]
+        skipped += max(0, len(members) - MAX_ZIP_IMAGES)
         for m in members[:MAX_ZIP_IMAGES]:
-            try:
-                imgs.append(decode_image(zf.read(m), m.filename, size))
-                names.append(m.filename)
-            except (DataError, OSError, zipfile.BadZipFile):
+            if m.file_size > MAX_ZIP_MEMBER_MB * 2**20:
+                skipped += 1
                 continue
+            try:
+                imgs.append(decode_pil(zf.read(m), f"{p.name}:{m.filename}"))
+                names.append(m.filename)
+            except (DataError, OSError, zipfile.BadZipFile, RuntimeError, EOFError):
+                skipped += 1
     if not imgs:
-        raise DataError(p.name, "no readable images in the zip")
-    return np.stack(imgs), names
+        raise DataError(p.name, f"no readable images in the zip ({skipped} skipped)")
+    return imgs, names, skipped
 
 
-def default_gallery(task: Any) -> tuple[np.ndarray, list[str]]:
+def default_gallery(task: Any) -> tuple[list[Image.Image], list[str]]:
     """The generated retrieval benchmark of the checkpoint's data profile (cached)."""
     if _STATE.get("gallery") is None:
-        from pretrainlab.clip.dataset import load_retrieval
+        from pretrainlab.clip import formats
         from pretrainlab.clip.pipeline import synthetic_data
 
-        ret = load_retrieval(synthetic_data(task.cfg.data.profile) / "retrieval", task.image_size)
-        _STATE["gallery"] = (ret["images"], ret["captions"])
+        src = formats.read_folder(synthetic_data(task.cfg.data.profile) / "retrieval")
+        images = [formats.decode_pil(src[i].read_bytes(), src[i].name) for i in range(len(src))]
+        _STATE["gallery"] = (images, [src[i].caption for i in range(len(src))])
     return _STATE["gallery"]
 
 
-def search(task: Any, query: str, images: np.ndarray, names: list[str], k: int = 8) -> list[tuple[np.ndarray, str]]:
+def search(task: Any, query: str, images: list[Image.Image], names: list[str], k: int = 8) -> list[tuple[np.ndarray, str]]:
     """Top-``k`` gallery images for a text query: ``[(image, "score  name"), ...]``."""
+    import torch
     import torch.nn.functional as F
 
-    from pretrainlab.clip.zeroshot import embed_images, embed_texts
+    from pretrainlab.clip.zeroshot import embed_image_tensors, embed_texts
 
     q = (query or "").strip()
     if not q:
         raise DataError("query", "type a text query")
-    gi = F.normalize(embed_images(task, images)["z"], dim=-1)
+    gi = torch.cat([embed_image_tensors(task, torch.stack([task.preprocess(im) for im in images[i:i + 128]]))["z"]
+                    for i in range(0, len(images), 128)])
+    gi = F.normalize(gi, dim=-1)
     qt = F.normalize(embed_texts(task, [q])["z"], dim=-1)
     sims = (gi @ qt.t())[:, 0]
     top = sims.argsort(descending=True)[:k].tolist()
-    return [(_upscale(images[i]), f"{float(sims[i]):.3f}  {names[i]}") for i in top]
+    return [(_thumb(images[i]), f"{float(sims[i]):.3f}  {names[i]}") for i in top]
 
 
-def _upscale(img: np.ndarray, size: int = 128) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.NEAREST))
+def _thumb(img: Image.Image, size: int = 160) -> np.ndarray:
+    im = img.copy()
+    im.thumbnail((size, size), Image.BICUBIC if min(img.size) > size else Image.NEAREST)
+    if max(im.size) < size:  # tiny synthetic images: enlarge for the page
+        scale = size / max(im.size)
+        im = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.NEAREST)
+    return np.asarray(im.convert("RGB"))
 
 
 # ------------------------------------------------------------------ UI
@@ -159,29 +190,35 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
     @guarded
     def classify(file: Any, labels_text: str, w: float) -> tuple[str, np.ndarray, np.ndarray]:
         labels = parse_labels(labels_text)
+        img = read_image(file if isinstance(file, (str, Path)) or file is None else file.name)
         task, msg = get_task(ckpt)
-        img = read_image(file if isinstance(file, (str, Path)) or file is None else file.name, task.image_size)
         probs = zero_shot(task, img, labels, float(w) if task.uses_aug_pairs else 1.0)
         best = max(probs, key=probs.get)
         head = f"w = {w:g}" if task.uses_aug_pairs else "linear head"
-        return (f"**top: {best}** ({probs[best]:.1%}); {head}\n\n{msg}", _upscale(img, 192), bar_chart(probs))
+        warn = is_untrained(task)
+        title = "UNTRAINED model: probabilities are meaningless" if warn else ""
+        status = (f"**top: {best}** ({probs[best]:.1%}); {head}" + (" — **untrained model**" if warn else "")
+                  + f"\n\nmodel: {msg}")
+        return status, _thumb(img, 192), bar_chart(probs, title)
 
     @guarded
     def find(query: str, zfile: Any, k: float) -> tuple[str, list[tuple[np.ndarray, str]]]:
         task, msg = get_task(ckpt)
         if zfile:
-            images, names = read_zip_gallery(zfile if isinstance(zfile, (str, Path)) else zfile.name, task.image_size)
-            src = f"uploaded zip ({len(names)} images)"
+            images, names, skipped = read_zip_gallery(zfile if isinstance(zfile, (str, Path)) else zfile.name)
+            src = f"uploaded zip ({len(names)} images{f', {skipped} skipped' if skipped else ''})"
         else:
             images, names = default_gallery(task)
             src = f"generated retrieval benchmark ({len(names)} images)"
         hits = search(task, query, images, names, int(k))
-        return f"top {len(hits)} of {src} for **{query}**\n\n{msg}", hits
+        warn = " — **untrained model: the ranking is meaningless**" if is_untrained(task) else ""
+        return f"top {len(hits)} of {src} for **{query}**{warn}\n\nmodel: {msg}", hits
 
     with gr.Blocks(title="pretrainlab · CLIP-rocket") as demo:
         gr.Markdown("## CLIP-rocket: zero-shot classification and text-to-image search\n"
                     "Models pre-trained with `pretrainlab clip pretrain` (CLIP, SLIP, BarLIP, BYOLIP, SwALIP, "
-                    f"CLIP-rocket). Uploads up to {MAX_UPLOAD_MB} MB.")
+                    "CLIP-rocket) or imported open_clip weights; each answer names the model and how it was "
+                    f"trained. Uploads up to {MAX_UPLOAD_MB} MB.")
         with gr.Tab("Zero-shot"):
             with gr.Row():
                 with gr.Column():
@@ -193,7 +230,8 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                     status = gr.Markdown(elem_id="clip-status")
                     shown = gr.Image(label="input", type="numpy", interactive=False)
                     chart = gr.Image(label="zero-shot probabilities", type="numpy", interactive=False)
-            go.click(classify, [up, labels, w], [status, shown, chart])
+            go.click(lambda: ("", None, None), None, [status, shown, chart], queue=False).then(
+                classify, [up, labels, w], [status, shown, chart])
         with gr.Tab("Search"):
             with gr.Row():
                 with gr.Column():
@@ -205,7 +243,7 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                 with gr.Column():
                     status2 = gr.Markdown(elem_id="clip-search-status")
                     grid = gr.Gallery(label="top matches", columns=4, height="auto")
-            go2.click(find, [query, zup, k], [status2, grid])
+            go2.click(lambda: ("", None), None, [status2, grid], queue=False).then(find, [query, zup, k], [status2, grid])
     return demo
 
 

@@ -56,7 +56,7 @@ def test_cli_zeroshot_and_embed(smoke_run: Path, smoke_data: Path, tmp_path: Pat
     folder.mkdir()
     _png(folder / "a.png")
     _png(folder / "b.png", (0, 0, 200))
-    assert main(["clip", "embed", "--ckpt", str(smoke_run), "--input", str(folder), "--out", str(out)]) == 0
+    assert main(["clip", "embed", "--ckpt", str(smoke_run), "--input", str(folder), "--out", str(out), "--overwrite"]) == 0
     assert load_file(str(out))["image"].shape == (2, 32)
     (tmp_path / "bad.png").write_bytes(b"nope")
     assert main(["clip", "zeroshot", "--ckpt", str(smoke_run), "--image", str(tmp_path / "bad.png"),
@@ -68,7 +68,7 @@ def test_cli_bench_cpu(tmp_path: Path) -> None:
     assert main(["clip", "bench", "--device", "cpu", "--steps", "1", "--warmup", "0", "--batch-size", "8",
                  "--out", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert res["step"]["samples_per_s"] > 0 and res["step"]["views_per_sample"] == 3
+    assert res["step"]["samples_per_s"] > 0 and res["step"]["views_per_sample"] == 3 and "peer" not in res
 
 
 def test_reproduce_smoke_writes_valid_results(tmp_path: Path, smoke_data: Path) -> None:
@@ -95,17 +95,18 @@ def _app():
 def test_demo_pure_functions(smoke_run: Path, tmp_path: Path) -> None:
     app = _app()
     task, msg = app.get_task(smoke_run)
-    assert "checkpoint" in msg
+    assert "checkpoint" in msg and "smoke profile" in msg and "UNTRAINED" in msg and app.is_untrained(task)
     assert app.parse_labels("a, b ,c") == ["a", "b", "c"]
     with pytest.raises(DataError):
         app.parse_labels("only-one")
-    img = app.read_image(_png(tmp_path / "x.png"), task.image_size)
+    img = app.read_image(_png(tmp_path / "x.png"))
     probs = app.zero_shot(task, img, ["red circle", "blue square"], 0.5)
     assert abs(sum(probs.values()) - 1) < 1e-4
-    chart = app.bar_chart(probs)
+    chart = app.bar_chart(probs, "title")
     assert chart.ndim == 3 and chart.shape[2] == 3
-    with pytest.raises(DataError, match="unsupported file type"):
-        app.read_image(tmp_path / "x.txt" if (tmp_path / "x.txt").write_text("x") else None, 32)
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(DataError, match=r"^x\.txt: unsupported file type"):
+        app.read_image(tmp_path / "x.txt")
     zpath = tmp_path / "g.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
         for i, c in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):
@@ -113,13 +114,13 @@ def test_demo_pure_functions(smoke_run: Path, tmp_path: Path) -> None:
             Image.new("RGB", (24, 24), c).save(buf, format="PNG")
             zf.writestr(f"img{i}.png", buf.getvalue())
         zf.writestr("broken.jpg", b"junk")
-    images, names = app.read_zip_gallery(zpath, task.image_size)
-    assert images.shape[0] == 3 and names == ["img0.png", "img1.png", "img2.png"]
+    images, names, skipped = app.read_zip_gallery(zpath)
+    assert len(images) == 3 and names == ["img0.png", "img1.png", "img2.png"] and skipped == 1
     hits = app.search(task, "a red square", images, names, k=2)
     assert len(hits) == 2 and isinstance(hits[0][0], np.ndarray)
     (tmp_path / "bad.zip").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable zip"):
-        app.read_zip_gallery(tmp_path / "bad.zip", 32)
+        app.read_zip_gallery(tmp_path / "bad.zip")
 
 
 @pytest.mark.e2e

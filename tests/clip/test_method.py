@@ -1,7 +1,10 @@
-"""Formula-level tests of the paper's equations, text augmentation, loss-goes-down, recipes."""
+"""The reference recipe, proven against compact ports of facebookresearch/clip-rocket (losses.py,
+models.py, main.py, tokenizer.py) and textaugment's EDA written out in this file; loss-goes-down,
+recipes, one trainer step per recipe."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -15,21 +18,49 @@ from pretrainlab.clip.rocket import rocket_loss
 from pretrainlab.clip.swalip import swalip_loss
 
 
-def _reference_cl2l(zi, zt, hi, ht, scale, h_scale, ls):
-    """Direct port of the reference ``CL2LLoss`` arithmetic (single process)."""
+# ------------------------------------------------------------------ ports of the reference (single process)
+def ref_cl2l(zi, zt, hi, ht, scale, h_scale, ls, avg_or_sum="avg"):
+    """ref losses.CL2LLoss.forward (world size 1: all_gather_batch is the identity)."""
     labels = torch.arange(zi.shape[0])
     zi, zt = F.normalize(zi), F.normalize(zt)
     hi, ht = [F.normalize(h) for h in hi], [F.normalize(h) for h in ht]
     lig = F.cross_entropy(scale * zi @ zt.t(), labels)
     ltg = F.cross_entropy(scale * zt @ zi.t(), labels)
-    il, tl = [], []
-    for i in range(len(hi)):
-        il += [h_scale * h @ ht[i].t() for h in hi]
-        tl += [h_scale * h @ hi[i].t() for h in ht]
-    lil = sum(F.cross_entropy(x, labels, label_smoothing=ls) for x in il) / len(il)
-    ltl = sum(F.cross_entropy(x, labels, label_smoothing=ls) for x in tl) / len(tl)
+    lil = ltl = 0
+    if hi:
+        il, tl = [], []
+        for i in range(len(hi)):
+            il += [h_scale * h @ ht[i].t() for h in hi]
+            tl += [h_scale * h @ hi[i].t() for h in ht]
+        lil = sum(F.cross_entropy(x, labels, label_smoothing=ls) for x in il) / len(il)
+        ltl = sum(F.cross_entropy(x, labels, label_smoothing=ls) for x in tl) / len(tl)
     a = len(hi)
-    return ((lig + a * lil) / (1 + a) + (ltg + a * ltl) / (1 + a)) / 2
+    loss = ((lig + a * lil) / (1 + a) + (ltg + a * ltl) / (1 + a)) / 2
+    return loss * (2 if avg_or_sum == "sum" else 1)
+
+
+def ref_barlip(z1, z2, lamb=5e-3, scale=0.025):
+    """ref losses.BarLIPLoss.barlip_loss (world size 1)."""
+    n, d = z1.size()
+    corr = torch.einsum("bi, bj -> ij", z1, z2) / n
+    diag = torch.eye(d)
+    cdif = (corr - diag).pow(2)
+    cdif[~diag.bool()] *= lamb
+    return scale * cdif.sum()
+
+
+def ref_sinkhorn(q, eps=0.05, iters=3):
+    """ref losses.SwALIPLoss.sinkhorn_knopp (world size 1)."""
+    q = torch.exp(q / eps).t()
+    b, k = q.shape[1], q.shape[0]
+    q /= q.sum()
+    for _ in range(iters):
+        q /= q.sum(dim=1, keepdim=True)
+        q /= k
+        q /= q.sum(dim=0, keepdim=True)
+        q /= b
+    q *= b
+    return q.t()
 
 
 def test_rocket_loss_matches_reference_cl2l() -> None:
@@ -37,80 +68,254 @@ def test_rocket_loss_matches_reference_cl2l() -> None:
     zi, zt = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
     hi = [torch.randn(8, 16, generator=g) for _ in range(2)]
     ht = [torch.randn(8, 16, generator=g) for _ in range(2)]
-    ours = rocket_loss(zi, zt, hi, ht, 14.3, 10.0, 0.1)
-    ref = _reference_cl2l(zi, zt, hi, ht, 14.3, 10.0, 0.1)
-    assert torch.allclose(ours["loss"], ref, atol=1e-5)
-    only_global = rocket_loss(zi, zt, [], [], 14.3, 10.0)
-    assert torch.allclose(only_global["loss"], only_global["loss_global"])
+    for mode in ("avg", "sum"):
+        got = rocket_loss(zi, zt, hi, ht, 14.3, 10.0, 0.1, mode)["loss"]
+        assert torch.allclose(got, ref_cl2l(zi, zt, hi, ht, 14.3, 10.0, 0.1, mode), atol=1e-5)
+    clip_only = rocket_loss(zi, zt, [], [], 14.3)["loss"]
+    assert torch.allclose(clip_only, ref_cl2l(zi, zt, [], [], 14.3, 0, 0), atol=1e-5)  # ref losses.CLIPLoss
 
 
-def test_barlip_is_mean_of_cross_modal_barlow_twins() -> None:
+def test_barlip_matches_reference_without_standardising() -> None:
     g = torch.Generator().manual_seed(1)
-    v = [torch.randn(32, 6, generator=g) for _ in range(6)]
-
-    def bt(a, b, lambd=5e-3, scale=0.025):  # reference BarLIPLoss.barlip_loss on standardised inputs
-        a = (a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + 1e-5)
-        b = (b - b.mean(0)) / torch.sqrt(b.var(0, unbiased=False) + 1e-5)
-        c = a.t() @ b / a.shape[0]
-        d = torch.eye(c.shape[0])
-        cdif = (c - d).pow(2)
-        cdif[~d.bool()] *= lambd
-        return scale * cdif.sum()
-
-    ref = (bt(v[0], v[1]) + sum(bt(i, t) for i in v[2:4] for t in v[4:6])) / 5
+    v = [torch.randn(16, 12, generator=g) * 3 + 1 for _ in range(6)]  # not standardised: the ref does not either
+    ref = (ref_barlip(v[0], v[1]) + sum(ref_barlip(i, t) for i in v[2:4] for t in v[4:6])) / 5
     assert torch.allclose(barlip_loss(v[0], v[1], v[2:4], v[4:6]), ref, atol=1e-5)
 
 
-def test_byolip_zero_when_predictions_hit_targets() -> None:
-    t = torch.randn(4, 8)
-    zero = byolip_loss(t, t, t, t, [t], [t], [t], [t])
-    assert torch.allclose(zero, torch.zeros(()), atol=1e-6)
-    far = byolip_loss(t, t, -t, -t, [], [], [], [])
-    assert torch.allclose(far, torch.full((), 4.0), atol=1e-5)
-
-
-def test_swalip_targets_are_swapped_sinkhorn_codes() -> None:
+def test_siamlip_loss_matches_reference() -> None:
     g = torch.Generator().manual_seed(2)
+    p = [torch.randn(6, 8, generator=g) for _ in range(6)]
+    v = [torch.randn(6, 8, generator=g) for _ in range(6)]
+
+    def ncos(a, b):
+        return 2 - 2 * (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(dim=1).mean()
+
+    ref = ncos(p[0], v[1]) + ncos(p[1], v[0])
+    ref = ref + sum(ncos(a, b) for a in p[2:4] for b in v[4:6]) + sum(ncos(a, b) for a in p[4:6] for b in v[2:4])
+    got = byolip_loss(p[0], p[1], v[0], v[1], p[2:4], p[4:6], v[2:4], v[4:6])
+    assert torch.allclose(got, ref / 10, atol=1e-5)
+
+
+def test_swalip_matches_reference_sinkhorn_and_swap() -> None:
+    g = torch.Generator().manual_seed(3)
     hi = [torch.randn(6, 5, generator=g) for _ in range(2)]
     ht = [torch.randn(6, 5, generator=g) for _ in range(2)]
-    from pretrainlab.core.losses import sinkhorn_knopp
-
-    n = lambda x: F.normalize(x, dim=-1)
-    s_i = [[n(hi[a]) @ n(ht[b]).t() for b in range(2)] for a in range(2)]
-    s_t = [[n(ht[a]) @ n(hi[b]).t() for b in range(2)] for a in range(2)]
-    ref = 0
-    for a in range(2):
-        for b in range(2):
-            qi, qt = sinkhorn_knopp(s_i[1 - a][1 - b], 0.05, 3), sinkhorn_knopp(s_t[1 - a][1 - b], 0.05, 3)
-            ref += (-(qi * F.log_softmax(s_i[a][b] * 10, 1)).sum(1).mean()
-                    - (qt * F.log_softmax(s_t[a][b] * 10, 1)).sum(1).mean()) / 2
-    assert torch.allclose(swalip_loss(hi, ht, 10.0), ref / 4, atol=1e-5)
+    n = [F.normalize(h) for h in hi], [F.normalize(h) for h in ht]
+    li = [[h @ a.t() for a in n[1]] for h in n[0]]
+    lt = [[h @ a.t() for a in n[0]] for h in n[1]]
+    ti = [[ref_sinkhorn(t.clone()) for t in i] for i in li]
+    tt = [[ref_sinkhorn(i.clone()) for i in t] for t in lt]
+    ce = lambda lg, tg: -torch.mean(torch.sum(tg * torch.log_softmax(lg, dim=1), dim=1))
+    ref = sum((ce(li[a][b] * 10, ti[1 - a][1 - b]) + ce(lt[a][b] * 10, tt[1 - a][1 - b])) / 2
+              for a in range(2) for b in range(2)) / 4
+    assert torch.allclose(swalip_loss(hi, ht, 10.0), ref, atol=1e-5)
     with pytest.raises(ValueError):
         swalip_loss(hi[:1], ht[:1], 10.0)
 
 
-def test_text_augmentation_ops() -> None:
+def _gather_worker(rank: int, world: int, init: str, q) -> None:
+    import torch.distributed as dist
+
+    from pretrainlab.clip.barlip import barlip_pair_loss
+    from pretrainlab.clip.rocket import rocket_loss as rl
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    g = torch.Generator().manual_seed(10 + rank)
+    zi, zt = torch.randn(4, 8, generator=g, requires_grad=True), torch.randn(4, 8, generator=g, requires_grad=True)
+    loss = rl(zi, zt, [], [], 5.0)["loss"]
+    loss.backward()
+    # ref losses.CLIPLoss with utils.all_gather_batch: gathered rows carry no gradient
+    zi2, zt2 = zi.detach().clone().requires_grad_(), zt.detach().clone().requires_grad_()
+    a, b = F.normalize(zi2), F.normalize(zt2)
+    outs = [[torch.empty_like(a) for _ in range(world)] for _ in range(2)]
+    dist.all_gather(outs[0], a.detach())
+    dist.all_gather(outs[1], b.detach())
+    a_all, b_all = torch.cat(outs[0]), torch.cat(outs[1])
+    labels = torch.arange(4) + 4 * rank
+    ref = (F.cross_entropy(5.0 * a @ b_all.t(), labels) + F.cross_entropy(5.0 * b @ a_all.t(), labels)) / 2
+    ref.backward()
+    # BarLIP: corr all-reduced and averaged (value), this rank's gradient
+    v1, v2 = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    bt = barlip_pair_loss(v1, v2)
+    corr = torch.einsum("bi,bj->ij", v1, v2) / 4
+    dist.all_reduce(corr)
+    corr /= world
+    diag = torch.eye(6)
+    cdif = (corr - diag).pow(2)
+    cdif[~diag.bool()] *= 5e-3
+    q.put((rank, float(loss), float(ref), float((zi.grad - zi2.grad).abs().max()), float(bt), float(0.025 * cdif.sum())))
+    dist.destroy_process_group()
+
+
+def test_all_gather_as_the_reference_does_it(tmp_path) -> None:
+    """2 gloo processes: rocket_loss gathers the other rank's rows without gradient (ref
+    utils.all_gather_batch); BarLIP averages the correlation over ranks."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    init = f"file://{tmp_path / 'pg'}"
+    procs = [ctx.Process(target=_gather_worker, args=(r, 2, init, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    res = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    for _, loss, ref, grad_diff, bt, bt_ref in res:
+        assert abs(loss - ref) < 1e-5 and grad_diff < 1e-6 and abs(bt - bt_ref) < 1e-6
+
+
+# ------------------------------------------------------------------ text augmentation (ref tokenizer.py + textaugment EDA)
+def test_stopwords_and_eda_ops_follow_the_reference() -> None:
     rng = random.Random(0)
-    words = ["a", "photo", "of", "two", "big", "red", "circles", "on", "the", "left"]
-    assert ta.remove_stopwords(words) == ["photo", "two", "big", "red", "circles", "left"]
-    assert ta.clean("  A Photo, of the RED circle! ") == "a photo of the red circle"
-    sw = ta.random_swap(words, 3, rng)
-    assert sorted(sw) == sorted(words)
-    rd = ta.random_deletion(words, 0.5, rng)
-    assert set(rd) <= set(words) and rd
-    sr = ta.synonym_replacement(["big", "red", "xyz"], 2, random.Random(1))
-    assert sr[-1] == "xyz" and (sr[0] in ta.synonyms()["big"] or sr[1] in ta.synonyms()["red"])
-    assert ta.global_caption("A photo of the cat", rng, stopword_p=1.0) == "photo cat"
-    assert ta.global_caption("A photo of the cat", rng, stopword_p=0.0) == "a photo of the cat"
-    # one EDA op with weights 0.4 / 0.4 / 0.2: frequencies follow the weights
-    counts = {"sr": 0, "rs": 0, "rd": 0}
-    r = random.Random(3)
-    for _ in range(3000):
-        counts[r.choices(("sr", "rs", "rd"), weights=(0.4, 0.4, 0.2))[0]] += 1
-    assert abs(counts["rd"] / 3000 - 0.2) < 0.03
-    assert ta.augmented_caption("the big red circle", random.Random(0))
+    assert ta.remove_stopwords("A photo of the red circle, on the left!") == "photo red circle , left !"
+    assert ta.remove_stopwords("the of a") == "the of a"  # would be empty: kept
+    words = ["one", "two", "three", "four", "five", "six"]
+    for _ in range(50):  # EDA random_swap n=1: exactly two positions swapped (or none after 3 failed draws)
+        out = ta.random_swap(" ".join(words), 1, rng).split()
+        assert sorted(out) == sorted(words) and sum(a != b for a, b in zip(out, words)) in (0, 2)
+    assert ta.random_swap("single", 1, rng) == "single"
+    assert ta.random_deletion("single", 0.9, rng) == "single"
+    kept = [len(ta.random_deletion(" ".join(["w"] * 100), 0.1, rng).split()) for _ in range(30)]
+    assert 85 <= sum(kept) / 30 <= 95  # p = 0.1 per word
+    assert ta.random_deletion("a b", 1.0, rng) in ("a", "b")  # all deleted: one random word kept
+    sr = ta.synonym_replacement("big red big circle", 1, random.Random(1)).split()
+    syn = ta.synonyms()
+    changed = {w for w, o in zip(sr, ["big", "red", "big", "circle"]) if w != o}
+    assert len({o for w, o in zip(sr, ["big", "red", "big", "circle"]) if w != o}) == 1  # ONE distinct word
+    if sr[0] != "big":  # every occurrence of the replaced word
+        assert sr[0] == sr[2] and sr[0] in syn["big"]
+    assert changed
 
 
+def test_augmented_caption_draws_one_op_with_the_reference_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"sr": 0, "rs": 0, "rd": 0, "stop": 0}
+    monkeypatch.setattr(ta, "synonym_replacement", lambda t, n, r: calls.__setitem__("sr", calls["sr"] + 1) or t)
+    monkeypatch.setattr(ta, "random_swap", lambda t, n, r: calls.__setitem__("rs", calls["rs"] + 1) or t)
+    monkeypatch.setattr(ta, "random_deletion", lambda t, p, r: calls.__setitem__("rd", calls["rd"] + 1) or t)
+    real = ta.remove_stopwords
+    monkeypatch.setattr(ta, "remove_stopwords", lambda t: calls.__setitem__("stop", calls["stop"] + 1) or real(t))
+    rng = random.Random(3)
+    for _ in range(4000):
+        ta.augmented_caption("a photo of the red circle", rng, 0.8)
+    assert abs(calls["sr"] / 4000 - 0.4) < 0.03 and abs(calls["rs"] / 4000 - 0.4) < 0.03
+    assert abs(calls["rd"] / 4000 - 0.2) < 0.03
+    assert abs(calls["stop"] / 4000 - 0.8) < 0.03  # ref strong_augment: stop words removed with p 0.8, not always
+    calls["stop"] = 0
+    for _ in range(2000):
+        ta.global_caption("a photo of the red circle", rng, 0.8)
+    assert abs(calls["stop"] / 2000 - 0.8) < 0.04
+
+
+def test_clean_before_augment_is_open_clips_clean() -> None:
+    assert ta.clean("  A &amp; B\tPhoto  ") == "a & b photo"
+    assert ta.global_caption("The Cat", random.Random(0), 0.0, clean_first=True) == "the cat"
+
+
+# ------------------------------------------------------------------ model pieces (ref models.py)
+def _nano(obj: str = "rocket", *over: str):
+    from pretrainlab.clip.pipeline import load
+    from pretrainlab.clip.task import CLIPRocketTask
+
+    torch.manual_seed(0)
+    return CLIPRocketTask(load(obj, "smoke", list(over)))
+
+
+def test_features_are_open_clips_outputs_before_the_projection() -> None:
+    from pretrainlab.clip.projectors import image_features, text_features
+
+    task = _nano()
+    m = task.clip.eval()
+    x = torch.randn(3, 3, 32, 32)
+    tok = task.tokenizer(["a red circle", "two blue stars", "x"])
+    fi, zi = image_features(m, x)
+    ft, zt = text_features(m, tok)
+    assert torch.allclose(zi, m.encode_image(x), atol=1e-5) and torch.allclose(fi @ m.visual.proj, zi, atol=1e-5)
+    assert torch.allclose(zt, m.encode_text(tok), atol=1e-5) and torch.allclose(ft @ m.text_projection, zt, atol=1e-5)
+    assert m.visual.proj is not None and m.text_projection is not None  # never edited
+
+
+def test_reference_r50_tower_reads_trunk_features() -> None:
+    import open_clip
+
+    from pretrainlab.clip.models import register_domain_configs
+    from pretrainlab.clip.projectors import image_features
+
+    register_domain_configs()
+    m = open_clip.create_model("RN50-rocket-t6").eval()
+    x = torch.randn(1, 3, 64, 64)
+    f, z = image_features(m, x)
+    assert f.shape == (1, 2048) and z.shape == (1, 256)  # ref CL2L_R50: vision_width 2048, embed_dim 256
+    assert torch.allclose(z, m.encode_image(x), atol=1e-5)
+    assert len(m.transformer.resblocks) == 6 and m.transformer.width == 512  # --transformer-layers 6, width 512
+
+
+def test_text_dropout_only_on_augmented_captions_as_the_reference_blocks() -> None:
+    task = _nano("rocket", "model.text_dropout=0.5")
+    m = task.clip.train()
+    tok = task.tokenizer(["a red circle", "blue star", "red circle", "star blue"])  # 2 global + 2 augmented rows
+    torch.manual_seed(1)
+    from pretrainlab.clip.projectors import text_features
+
+    with task.text_dropout.active(keep=2):
+        ours, _ = text_features(m, tok)
+    plain, _ = text_features(m, tok)
+    assert torch.allclose(ours[:2], plain[:2], atol=1e-6) and not torch.allclose(ours[2:], plain[2:])
+    # ref ResidualAttentionBlock(mode='local'): dropout on the residual stream entering every block
+    torch.manual_seed(1)
+    x = m.token_embedding(tok) + m.positional_embedding
+    for blk in m.transformer.resblocks:
+        x = torch.cat([x[:2], F.dropout(x[2:], 0.5, True)])
+        x = blk(x, attn_mask=m.attn_mask)
+    x = m.ln_final(x)
+    ref = x[torch.arange(4), tok.argmax(dim=-1)]
+    assert torch.allclose(ours, ref, atol=1e-5)
+    m.eval()
+    with task.text_dropout.active(keep=2):
+        assert torch.allclose(text_features(m, tok)[0], text_features(m, tok)[0])
+
+
+def test_projector_architectures_follow_the_reference() -> None:
+    task = _nano("byolip", "method.byolip_hidden=48", "method.byolip_dim=16")
+    pi, qi = task.byol_proj_image, task.byol_pred_image
+    kinds = [type(x).__name__ for x in pi]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]  # ref SIAMLIP projector + last BN
+    assert pi[0].bias is None and pi[3].bias is None and not pi[4].affine and pi[3].out_features == 16
+    assert [type(x).__name__ for x in qi] == ["Linear", "BatchNorm1d", "ReLU", "Linear"] and qi[0].bias is None
+    assert qi[3].bias is not None
+    bt = _nano("barlip", "method.barlip_hidden=40", "method.barlip_dim=24").bt_image
+    assert [type(x).__name__ for x in bt] == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear", "BatchNorm1d"]
+    assert bt[0].out_features == 40 and bt[6].out_features == 24 and bt[7].affine
+    from pretrainlab.clip.pipeline import load
+
+    full = load("barlip", "full")
+    assert (full.method.barlip_hidden, full.method.barlip_dim, full.method.byolip_hidden, full.method.byolip_dim) == \
+        (3000, 8192, 2048, 128)
+
+
+def test_logit_scales_are_clamped_after_each_step_and_momentum_is_constant() -> None:
+    task = _nano("byolip")
+    with torch.no_grad():
+        task.clip.logit_scale.fill_(7.0)
+        task.mlp_logit_scale.fill_(-1.0)
+        for p in task.target.parameters():
+            p.zero_()
+    online = [p.detach().clone() for p in task._online().parameters()]
+    task.on_step_end(1, 100)
+    assert math.isclose(float(task.clip.logit_scale.detach()), math.log(100), rel_tol=1e-6)
+    assert float(task.mlp_logit_scale.detach()) == 0.0
+    for t, o in zip(task.target.parameters(), online):  # ref: p_mom = 0.99 p_mom + 0.01 p, at any step
+        assert torch.allclose(t, 0.01 * o, atol=1e-7)
+    task.on_step_end(99, 100)
+    assert not torch.allclose(next(iter(task.target.parameters())), 0.01 * online[0])
+
+
+def test_batchnorm_towers_see_each_view_in_its_own_forward() -> None:
+    assert _nano("rocket", "model.name=test-rn-tiny").per_view
+    assert not _nano("rocket").per_view
+
+
+# ------------------------------------------------------------------ recipes and training
 def test_every_recipe_loads_for_every_profile() -> None:
     from pretrainlab.clip.pipeline import RECIPES, ROWS, load
     from pretrainlab.core.config import PROFILES, recipe_description
@@ -121,8 +326,10 @@ def test_every_recipe_loads_for_every_profile() -> None:
             cfg = load(row, prof)
             assert cfg.method.objective == row
         assert recipe_description(RECIPES / f"{row}.yaml")
-    assert load("swalip", "tiny").method.label_smoothing == 0.0
-    assert load("rocket", "full").model.mlp_hidden == 4096
+    full = load("rocket", "full")
+    assert full.model.name == "RN50-rocket-t6" and full.model.text_dropout == 0.2 and full.train.weight_decay == 0.5
+    assert full.data.preload is False and full.method.label_smoothing == 0.1 and full.text_aug.stopword_p == 0.8
+    assert load("swalip", "tiny").method.label_smoothing == 0.0 and load("clip", "full").text_aug.enabled is False
 
 
 def test_rocket_loss_goes_down(smoke_data) -> None:
@@ -152,11 +359,10 @@ def test_one_step_trainer_smoke_per_recipe(row: str, smoke_data, tmp_path) -> No
     from pretrainlab.clip.pipeline import load, pretrain
 
     cfg = load(row, "smoke", ["train.max_steps=1", "train.progress=false", "train.tensorboard=false"])
-    task, res = pretrain(cfg, smoke_data, tmp_path / row)
+    _, res = pretrain(cfg, smoke_data, tmp_path / row)
     assert res.step == 1 and res.checkpoint is not None
     assert torch.isfinite(torch.tensor(res.history[-1]["loss"]))
-    if row == "byolip":  # the momentum target moved towards the online network
-        assert not torch.equal(task.target["clip"].logit_scale, torch.zeros(()))
+    assert (tmp_path / row / "provenance.json").exists()
 
 
 def test_exported_weights_load_into_plain_open_clip(smoke_run) -> None:
@@ -168,3 +374,4 @@ def test_exported_weights_load_into_plain_open_clip(smoke_run) -> None:
     register_domain_configs()
     model = open_clip.create_model("clip-nano", pretrained=None)
     model.load_state_dict(load_file(str(smoke_run / "open_clip_model.safetensors")))
+

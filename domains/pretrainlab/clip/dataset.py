@@ -1,166 +1,308 @@
 """Torch datasets over the readers of :mod:`pretrainlab.clip.formats`.
 
-:class:`ImageTextDataset` yields ``{"image": (3, S, S) uint8, "text": (1 + num_augs, L) long}``:
-the image is decoded (and resized to the model's input size); the image *views* are made on the
-device by the task (batched augmentations). The text holds the global caption followed by
-``num_augs`` augmented captions (CLIP-rocket text augmentation), already tokenised.
+Training samples are ``{"image": (V, 3, S, S) uint8, "text": (T, L) long}``: ``V`` views cropped from
+the full-resolution image in the data loader (:class:`~pretrainlab.clip.transforms.ViewMaker`; the
+global view first) and ``T`` captions (the global caption, then the augmented ones), tokenised.
 
-Benchmarks: :func:`load_zeroshot` (``classes.json`` + ``labels.csv``) and :func:`load_retrieval`
-(any image-text source; one caption per image).
+* :class:`PairDataset` (map-style; CSV, captions JSONL): images decoded lazily in the DataLoader
+  workers, or once into memory with ``data.preload`` (small sets); the trainer's resumable sampler
+  shuffles and shards it.
+* :class:`ShardStream` (iterable): webdataset shards streamed with the ``webdataset`` library as
+  ``open_clip_train.data.get_wds_dataset`` does: shards split across ranks (``split_by_node``) and
+  DataLoader workers (``split_by_worker``), a shard shuffle and a sample shuffle buffer, or endless
+  resampling of shards with replacement (``data.resampled``). Deviation: each rank keeps a fixed
+  1/world share of the shards (split before the shuffle, so ranks need not agree on a shuffle seed);
+  open_clip shuffles before splitting. A resumed streaming run restarts its stream (no sample-exact
+  resume; open_clip resumes at epoch granularity too).
+* :class:`EvalImages` (map-style, ordered): the evaluation transform of each image, with failures
+  reported per sample so the caller counts them (embedding, zero-shot, retrieval).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import random
-from collections.abc import Callable
-from pathlib import Path
+import re
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from PIL import Image
+from torch.utils.data import Dataset, IterableDataset
 
 from pretrainlab.clip import formats
+from pretrainlab.clip.config import TextAugConfig
 from pretrainlab.clip.text_augmentation import augmented_caption, clean, global_caption
 from pretrainlab.core.data import DataError
 
-_DECODED: dict[tuple[Any, ...], tuple[np.ndarray, list[int], list[str]]] = {}
-_BENCH: dict[tuple[str, str, int], dict[str, Any]] = {}
+MIN_SAMPLES_FOR_RATE = 200  # a reader judges its bad-sample rate only after this many samples
+_PRELOADED: dict[tuple[Any, ...], tuple[list[Image.Image], list[int], formats.Problems]] = {}
 
 
-class ImageTextDataset(Dataset):
-    """Image-text pairs with CLIP-rocket text augmentation.
+# ------------------------------------------------------------------ captions
+class TextMaker:
+    """Caption -> ``(T, L)`` tokens: the global caption then ``T - 1`` augmented captions (or the raw
+    caption repeated when text augmentation is off), tokenised by the open_clip tokenizer (cached)."""
 
-    Args:
-        source: CSV / TSV file, shard(s), folder with ``captions.jsonl``, or a synthetic dataset root.
-        tokenizer: open_clip tokenizer (``list[str] -> (N, L) long``).
-        image_size: model input side; images are resized to it once.
-        num_texts: 1 (global caption only) or ``1 + num_augs``.
-        text_aug: apply the paper's text augmentation (else the raw, cleaned caption is repeated).
-        preload: decode every image at construction (small sets) instead of on access.
-    """
-
-    def __init__(self, source: str | Path, tokenizer: Callable[[list[str]], torch.Tensor], image_size: int,
-                 num_texts: int = 1, text_aug: bool = True, global_stopword_p: float = 0.8,
-                 eda_weights: tuple[float, float, float] = (0.4, 0.4, 0.2), eda_alpha: float = 0.1,
-                 fmt: str = "auto", preload: bool = True, max_bad_fraction: float = 0.05,
-                 csv_img_key: str = "filepath", csv_caption_key: str = "title", csv_separator: str = "\t",
-                 progress: bool = True) -> None:
-        self.source = str(source)
-        report = formats.read_any(source, fmt, csv_img_key, csv_caption_key, csv_separator)
-        self.report = report
+    def __init__(self, tokenizer: Callable[[list[str]], torch.Tensor], num_texts: int, t: TextAugConfig) -> None:
         self.tokenizer = tokenizer
-        self.size = image_size
         self.num_texts = num_texts
-        self.text_aug = text_aug
-        self.global_stopword_p = global_stopword_p
-        self.eda_weights = eda_weights
-        self.eda_alpha = eda_alpha
+        self.t = t
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def texts(self, caption: str, rng: random.Random) -> list[str]:
+        t = self.t
+        if not t.enabled:
+            return [clean(caption) if t.clean_before_augment else caption] * self.num_texts
+        out = [global_caption(caption, rng, t.stopword_p, t.clean_before_augment)]
+        out += [augmented_caption(caption, rng, t.stopword_p, t.no_aug_p, tuple(t.eda_weights), t.eda_n,
+                                  t.eda_deletion_p, t.clean_before_augment) for _ in range(self.num_texts - 1)]
+        return out
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """``(len(texts), L)``; each distinct string is tokenised once (bounded cache)."""
+        cache = self._cache
+        missing = [s for s in dict.fromkeys(texts) if s not in cache]
+        if missing:
+            if len(cache) > 200_000:
+                cache.clear()
+            for s, row in zip(missing, self.tokenizer(missing)):
+                cache[s] = row
+        return torch.stack([cache[s] for s in texts])
+
+    def __call__(self, caption: str) -> torch.Tensor:
+        rng = random.Random(int(torch.randint(0, 2**62, ()).item()))  # torch's RNG: checkpointed / per worker
+        return self.tokenize(self.texts(caption, rng))
+
+
+class BadSamples:
+    """Per-process count of skipped samples with the ``data.max_bad_fraction`` rule. ``known``: the
+    problems a reader found before any image was read (bad rows), part of every count."""
+
+    def __init__(self, what: str, max_bad_fraction: float, total: int = 0, known: formats.Problems | None = None) -> None:
+        self.what = what
         self.max_bad_fraction = max_bad_fraction
-        self.bad_images: list[str] = []
-        self._token_cache: dict[str, torch.Tensor] = {}
-        self.images: np.ndarray | None = None
-        records = report.records
+        self.total = total  # samples known up front (0: a stream)
+        self.known = known or formats.Problems()
+        self.problems = formats.Problems()  # image-level problems found by this process
+        self.seen = 0
+
+    @property
+    def count(self) -> int:
+        return self.known.count + self.problems.count
+
+    def first(self) -> str:
+        return "; ".join((self.known.examples + self.problems.examples)[: formats.MAX_BAD_EXAMPLES]) or "(none recorded)"
+
+    def check(self) -> None:
+        """Raise when the known total is exceeded, or (after enough samples) the running rate is."""
+        n = self.count
+        if self.total and n > self.max_bad_fraction * self.total:
+            formats.check_bad_fraction(n, self.total, self.max_bad_fraction, self.what, self.first())
+        seen = self.seen + self.known.count
+        if seen >= MIN_SAMPLES_FOR_RATE and n / seen > self.max_bad_fraction:
+            formats.check_bad_fraction(n, seen, self.max_bad_fraction, self.what, self.first())
+
+    def ok(self) -> None:
+        self.seen += 1
+
+    def bad(self, message: str) -> None:
+        self.seen += 1
+        self.problems.add(message)
+        self.check()
+
+
+# ------------------------------------------------------------------ map-style training pairs
+class PairDataset(Dataset):
+    """Image-text pairs of a map-style source (CSV / captions JSONL / indexed shards)."""
+
+    def __init__(self, source: formats.CsvSource | formats.ListSource, views: Callable[[Image.Image], torch.Tensor],
+                 text: TextMaker, preload: bool = False, max_bad_fraction: float = 0.05, progress: bool = True) -> None:
+        self.source = source
+        self.views = views
+        self.text = text
+        self.what = str(getattr(source, "path", "") or "data")
+        if len(source) == 0:
+            raise DataError(self.what, f"no readable image-text pairs (first problems: {source.problems.first()})")
+        self.bad = BadSamples(self.what, max_bad_fraction, source.total, source.problems)
+        formats.check_bad_fraction(source.problems.count, source.total, max_bad_fraction, self.what,
+                                   source.problems.first(), warn=False)
+        self.index = np.arange(len(source))
+        self.images: list[Image.Image] | None = None  # decoded full-resolution images (preload)
         if preload:
-            key = (self.source, fmt, image_size, csv_img_key, csv_caption_key, csv_separator, len(records))
-            if key not in _DECODED:  # decoded once per process (reproduce trains 18 models on one set)
-                _DECODED.clear()
-                bad: list[str] = []
-                imgs, ok = formats.load_images(records, image_size, progress, bad.append)
-                _DECODED[key] = (imgs, ok, bad)
-            self.images, ok, bad = _DECODED[key]
-            self.bad_images.extend(bad)
-            records = [records[i] for i in ok]
+            self._preload(progress)
+        if self.bad.count:
+            print(f"warning: {self.what}: skipped {self.bad.count} of {source.total} samples; first: "
+                  f"{self.bad.first()}", file=sys.stderr)
+
+    def _preload(self, progress: bool) -> None:
+        from tqdm import tqdm
+
+        st = os.stat(self.what) if os.path.exists(self.what) else None
+        key = (self.what, len(self.source), st.st_mtime_ns if st else 0, st.st_size if st else 0)
+        if key not in _PRELOADED:  # decoded once per process (reproduce trains many models on one set)
+            _PRELOADED.clear()
+            imgs, ok, probs = [], [], formats.Problems()
+            for i in tqdm(range(len(self.source)), desc="decoding images", unit="img", disable=not progress, leave=False):
+                r = self.source[i]
+                try:
+                    imgs.append(formats.decode_pil(r.read_bytes(), r.name))
+                    ok.append(i)
+                except DataError as e:
+                    probs.add(str(e))
+            _PRELOADED[key] = (imgs, ok, probs)
+        imgs, ok, probs = _PRELOADED[key]
+        self.bad.problems = probs
+        self.bad.seen = len(self.source)
+        self.bad.check()
+        if not ok:
+            raise DataError(self.what, f"no readable images (first problems: {self.bad.first()})")
+        self.images, self.index = imgs, np.asarray(ok)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def n_skipped(self) -> int:
+        return self.bad.count
+
+    def captions(self) -> list[str]:
+        return [self.source[int(i)].caption for i in self.index]
+
+    def _image(self, j: int) -> Image.Image:
+        if self.images is not None:
+            return self.images[j]
+        r = self.source[int(self.index[j])]
+        return formats.decode_pil(r.read_bytes(), r.name)
+
+    def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
+        """Sample ``j``; an unreadable image is counted and replaced by the next readable one."""
+        for k in range(len(self)):
+            jj = (j + k) % len(self)
+            try:
+                img = self._image(jj)
+            except DataError as e:
+                self.bad.bad(str(e))
+                continue
+            self.bad.ok()
+            return {"image": self.views(img), "text": self.text(self.source[int(self.index[jj])].caption)}
+        raise DataError(self.what, f"no readable image left (first problems: {self.bad.first()})")
+
+
+# ------------------------------------------------------------------ streamed webdataset shards
+class ShardStream(IterableDataset):
+    """webdataset shards streamed (see the module docstring); yields training samples."""
+
+    def __init__(self, shards: list[str], views: Callable[[Image.Image], torch.Tensor], text: TextMaker, seed: int = 0,
+                 resampled: bool = False, shard_shuffle: int = 2000, sample_shuffle: int = 5000,
+                 max_bad_fraction: float = 0.05, what: str = "shards") -> None:
+        super().__init__()
+        self.shards = list(shards)
+        self.views, self.text, self.seed = views, text, seed
+        self.resampled, self.shard_shuffle, self.sample_shuffle = resampled, shard_shuffle, sample_shuffle
+        self.max_bad_fraction = max_bad_fraction
+        self.what = what
+        self._epoch = 0
+
+    def _seeds(self) -> tuple[int, int]:
+        """``(node seed, worker seed)``: the first is shared by this rank's workers (the shard order they
+        split), the second differs per worker; both change per epoch (the DataLoader's base seed, or a
+        counter in the main process)."""
+        from webdataset.utils import make_seed, pytorch_worker_info
+
+        rank, _, worker, _ = pytorch_worker_info()
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            self._epoch += 1
+            base = make_seed(torch.initial_seed(), self._epoch)
+        else:
+            base = info.seed - info.id
+        return make_seed(self.seed, base, rank), make_seed(self.seed, base, rank, worker)
+
+    def _handler(self, bad: BadSamples) -> Callable[[Exception], bool]:
+        def handle(exn: Exception) -> bool:
+            bad.bad(f"{self.what}: {type(exn).__name__}: {exn}")
+            return True
+
+        return handle
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        import webdataset as wds
+
+        node_seed, worker_seed = self._seeds()
+        bad = BadSamples(self.what, self.max_bad_fraction)
+        if self.resampled:
+            stages: list[Any] = [wds.ResampledShards(self.shards, seed=worker_seed, deterministic=True,
+                                                     worker_seed=lambda: 0)]
+        else:
+            stages = [wds.SimpleShardList(self.shards), wds.split_by_node,
+                      wds.detshuffle(bufsize=self.shard_shuffle, initial=min(500, self.shard_shuffle), seed=node_seed),
+                      wds.split_by_worker]
+        stages += [wds.tarfile_to_samples(handler=self._handler(bad)),
+                   wds.shuffle(self.sample_shuffle, initial=min(1000, self.sample_shuffle), rng=random.Random(worker_seed))]
+        for s in wds.DataPipeline(*stages):
+            where = f"{s.get('__url__', '?')}:{s.get('__key__', '?')}"
+            try:
+                data, caption = formats.shard_sample(s.get("__url__", "?"), s.get("__key__", "?"),
+                                                     {k: v for k, v in s.items() if not k.startswith("__")})
+                img = formats.decode_pil(data, where)
+            except DataError as e:
+                bad.bad(str(e))
+                continue
+            bad.ok()
+            yield {"image": self.views(img), "text": self.text(caption)}
+        if bad.count:
+            print(f"warning: {self.what}: skipped {bad.count} of {bad.seen} streamed samples in this pass; "
+                  f"first: {bad.first()}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ evaluation images
+class EvalImages(Dataset):
+    """Ordered evaluation reads: ``{"index", "image" (3, S, S) float, "ok", "error"}`` per record;
+    an unreadable image gives ``ok = False`` and the error text (the caller counts it)."""
+
+    def __init__(self, records: Any, transform: Callable[[Image.Image], torch.Tensor], size: int) -> None:
         self.records = records
-        formats.check_bad_fraction(report, len(self.bad_images), max_bad_fraction, self.source)
-        if not self.records:
-            raise DataError(self.source, "no readable image-text pairs")
-        self.n_skipped = len(report.bad) + len(self.bad_images)
+        self.transform = transform
+        self.size = size
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def captions(self) -> list[str]:
-        return [r.caption for r in self.records]
-
-    def image(self, i: int) -> np.ndarray:
-        """``(S, S, 3)`` uint8 of sample ``i`` (lazy decode, bad images are replaced by the next good one)."""
-        if self.images is not None:
-            return self.images[i]
-        tries = 0
-        while True:
-            r = self.records[(i + tries) % len(self.records)]
-            try:
-                return formats.decode_image(r.read_bytes(), f"{r.source}:{r.key}", self.size)
-            except (DataError, OSError) as e:
-                self.bad_images.append(str(e))
-                tries += 1
-                limit = self.max_bad_fraction * max(1, self.report.total)
-                if len(self.bad_images) + len(self.report.bad) > limit or tries >= len(self.records):
-                    formats.check_bad_fraction(self.report, len(self.bad_images), self.max_bad_fraction, self.source)
-                    raise
-
-    def texts(self, caption: str, rng: random.Random) -> list[str]:
-        if not self.text_aug:
-            return [clean(caption)] * self.num_texts
-        out = [global_caption(caption, rng, self.global_stopword_p)]
-        out += [augmented_caption(caption, rng, self.eda_weights, self.eda_alpha) for _ in range(self.num_texts - 1)]
-        return out
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rng = random.Random(int(torch.randint(0, 2**62, ()).item()))  # torch's RNG: checkpointed by the trainer
-        img = torch.from_numpy(np.ascontiguousarray(self.image(i))).permute(2, 0, 1)
-        return {"image": img, "text": self.tokenize(self.texts(self.records[i].caption, rng))}
-
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        """``(len(texts), L)`` tokens; each distinct string is tokenised once (bounded cache)."""
-        cache = self._token_cache
-        missing = [t for t in dict.fromkeys(texts) if t not in cache]
-        if missing:
-            if len(cache) > 200_000:
-                cache.clear()
-            for t, row in zip(missing, self.tokenizer(missing)):
-                cache[t] = row
-        return torch.stack([cache[t] for t in texts])
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        r = self.records[i]
+        try:
+            img = self.transform(formats.decode_pil(r.read_bytes(), r.name))
+            return {"index": i, "image": img, "ok": True, "error": ""}
+        except DataError as e:
+            return {"index": i, "image": torch.zeros(3, self.size, self.size), "ok": False, "error": str(e)}
 
 
-# ------------------------------------------------------------------ benchmarks
-def load_zeroshot(root: str | Path, image_size: int, progress: bool = False) -> dict[str, Any]:
-    """``root/classes.json`` + ``root/labels.csv`` -> images ``(N, S, S, 3)`` uint8, labels, class names."""
-    root = Path(root)
-    key = ("zeroshot", str(root.resolve()), image_size)
-    if key in _BENCH:
-        return _BENCH[key]
-    cpath = root / "classes.json"
+def eval_loader(records: Any, transform: Callable[[Image.Image], torch.Tensor], size: int, batch_size: int,
+                num_workers: int = 0) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(EvalImages(records, transform, size), batch_size=batch_size, shuffle=False,
+                                       num_workers=num_workers, pin_memory=torch.cuda.is_available())
+
+
+# ------------------------------------------------------------------ errors from DataLoader workers
+_WORKER_ERR = re.compile(r"pretrainlab\.core\.data\.DataError: (.+?): (.+)\s*$", re.DOTALL)
+
+
+@contextlib.contextmanager
+def worker_errors() -> Iterator[None]:
+    """A DataError raised in a DataLoader worker reaches the main process as a RuntimeError holding
+    the worker's traceback (its class takes two arguments); turn it back into the one-line DataError."""
     try:
-        meta = json.loads(cpath.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DataError(cpath, "zero-shot class file not found") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(cpath, f"not valid UTF-8 JSON ({e})") from e
-    if not isinstance(meta, dict) or not meta.get("classnames") or not meta.get("templates"):
-        raise DataError(cpath, "needs non-empty 'classnames' and 'templates' lists")
-    rep = formats.read_csv(root / "labels.csv", "filepath", "label")
-    imgs, ok = formats.load_images(rep.records, image_size, progress)
-    try:
-        labels = np.array([int(rep.records[i].caption) for i in ok], dtype=np.int64)
-    except ValueError as e:
-        raise DataError(root / "labels.csv", f"label column must hold class indices ({e})") from e
-    n_cls = len(meta["classnames"])
-    if len(labels) and (labels.min() < 0 or labels.max() >= n_cls):
-        raise DataError(root / "labels.csv", f"labels must lie in [0, {n_cls})")
-    out = {"images": imgs, "labels": labels, "classnames": list(meta["classnames"]),
-           "templates": list(meta["templates"]), "unseen": list(meta.get("unseen", []))}
-    _BENCH[key] = out
-    return out
-
-
-def load_retrieval(source: str | Path, image_size: int, progress: bool = False) -> dict[str, Any]:
-    """Any image-text source -> images ``(N, S, S, 3)`` uint8 and their captions (pair ``i`` matches)."""
-    key = ("retrieval", str(Path(source).resolve()), image_size)
-    if key not in _BENCH:
-        rep = formats.read_any(source)
-        imgs, ok = formats.load_images(rep.records, image_size, progress)
-        _BENCH[key] = {"images": imgs, "captions": [rep.records[i].caption for i in ok]}
-    return _BENCH[key]
+        yield
+    except RuntimeError as e:
+        text = str(e)
+        if "Caught DataError in DataLoader worker" not in text:
+            raise
+        last = text.strip().splitlines()[-1]
+        m = _WORKER_ERR.match(last)
+        if m is None:
+            raise
+        raise DataError(m.group(1), m.group(2).strip()) from None

@@ -1,18 +1,40 @@
 """open_clip model configs of the CLIP domain.
 
-``clip-nano`` is an even smaller sibling of the core's ``test-vit-tiny`` (``pretrainlab.core.openclip``)
-that lets the tiny profile train 18 models (6 rows x 3 seeds) in minutes on a 2-core CPU: ViT
-2 x 32 wide on 32 px images (patch 8), text transformer 2 x 32 wide with a 16-token context, a
-32-d joint space. Registered with open_clip (``open_clip.add_model_config``) like the core's ``test-*`` configs, so the
-exported weights load into plain ``open_clip.create_model("clip-nano")`` after
-:func:`register_domain_configs`. Standard configs (RN50, ViT-S-32, ViT-B-16...) come from open_clip.
+* ``RN50-rocket`` / ``RN50-rocket-t6``: the network the reference trains in ``repro_exps.txt``
+  (``CL2L_R50``, ref ``models.CL2L_R50``): timm ``resnet50`` with global average pooling (2048-d
+  features; SyncBatchNorm under DDP), a bias-free linear image projector, a 256-d joint space
+  (ref ``--embed-dim 256``), a text transformer of width 512, 8 heads, context 77, QuickGELU
+  (ref ``models.ResidualAttentionBlock``), 12 layers (CC12M / YFCC15M) or 6 (``--transformer-layers 6``
+  on CC3M). open_clip builds the vision tower through its timm adapter (``TimmModel``: ``trunk`` +
+  ``head``), so the features before the linear projector are ``visual.trunk(x)`` as in the reference.
+* ``clip-nano``: an even smaller sibling of the core's ``test-vit-tiny`` that lets the tiny profile
+  train many models in minutes on a 2-core CPU: ViT 2 x 32 wide on 32 px images (patch 8), text
+  transformer 2 x 32 wide with a 16-token context, a 32-d joint space.
+
+All are registered with open_clip (``open_clip.add_model_config``, through
+:func:`pretrainlab.core.openclip.register_configs`), so exported weights load into plain
+``open_clip.create_model(name)`` after :func:`register_domain_configs`. Standard configs (RN50,
+ViT-B-16, ViT-B-32, ...) come from open_clip itself.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+
+def _rocket_r50(text_layers: int) -> dict[str, Any]:
+    return {
+        "embed_dim": 256,  # ref main.py --embed-dim 256 (CL2L_R50)
+        "quick_gelu": True,  # ref models.QuickGELU in the text transformer
+        "vision_cfg": {"image_size": 224, "timm_model_name": "resnet50", "timm_model_pretrained": False,
+                       "timm_pool": "avg", "timm_proj": "linear"},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": text_layers},
+    }
+
+
 DOMAIN_CONFIGS: dict[str, dict[str, Any]] = {
+    "RN50-rocket": _rocket_r50(12),  # CC12M / YFCC15M runs of repro_exps.txt
+    "RN50-rocket-t6": _rocket_r50(6),  # CC3M runs: --transformer-layers 6
     "clip-nano": {
         "embed_dim": 32,
         "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8, "mlp_ratio": 2.0},

@@ -29,12 +29,13 @@ import json
 import math
 import random
 import sys
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from pretrainlab.clip.formats import ShardWriter
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "diamond")
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 60, 220), "yellow": (235, 215, 20),
@@ -191,7 +192,6 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> dict[str, Any]:
     out = Path(out)
     rng = random.Random(seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "shards").mkdir(exist_ok=True)
     (out / "zeroshot" / "images").mkdir(parents=True, exist_ok=True)
     (out / "retrieval").mkdir(exist_ok=True)
     total = n_train + per_class * len(class_names()) + n_ret
@@ -199,7 +199,7 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> dict[str, Any]:
     # --- training pairs: CSV + webdataset shards of the same samples
     per_shard = 1000
     csv_lines = ["filepath\ttitle"]
-    tar: tarfile.TarFile | None = None
+    shards = ShardWriter(out / "shards", "train", per_shard)
     for i in range(n_train):
         attrs = _sample_attrs(rng, allow_unseen=False)
         img, cap = render(attrs, size, rng), caption(attrs, rng)
@@ -207,18 +207,9 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> dict[str, Any]:
         key = f"{i:06d}"
         (out / "images" / f"{key}.jpg").write_bytes(data)
         csv_lines.append(f"images/{key}.jpg\t{cap}")
-        if i % per_shard == 0:
-            if tar is not None:
-                tar.close()
-            tar = tarfile.open(out / "shards" / f"train-{i // per_shard:06d}.tar", "w")  # noqa: SIM115
-        for name, payload in ((f"{key}.jpg", data), (f"{key}.txt", cap.encode("utf-8"))):
-            ti = tarfile.TarInfo(name)
-            ti.size, ti.mtime = len(payload), 0
-            assert tar is not None
-            tar.addfile(ti, io.BytesIO(payload))
+        shards.write(key, {"jpg": data, "txt": cap.encode("utf-8")})
         bar.update()
-    if tar is not None:
-        tar.close()
+    shards.close()
     (out / "train.csv").write_text("\n".join(csv_lines) + "\n", encoding="utf-8")
     # --- zero-shot benchmark: one single object per image, every composition
     names = class_names()

@@ -1,17 +1,22 @@
-"""Text augmentation of the CLIP-rocket recipe (Fini et al. 2023, Sec. 4 "Improved recipe",
-text augmentations; reference code ``datasets.py``).
+"""Caption augmentation of the CLIP-rocket recipe (Fini et al. 2023, Sec. 4; reference
+``tokenizer.SimpleTokenizer.weak_augment`` / ``strong_augment`` with ``--text-augment``).
 
-* Cleanup: lower-case, collapse whitespace, strip punctuation at word edges.
-* The **global** caption: stop-word removal with probability ``global_stopword_p`` (0.8 in the
-  paper; 0.9 on YFCC).
-* Each **augmented** caption: stop-word removal, then ONE EDA operation (Wei & Zou 2019, "EDA:
-  Easy Data Augmentation Techniques"): synonym replacement / random swap / random deletion with
-  the paper's weights 0.4 / 0.4 / 0.2, each changing ``alpha`` of the words (EDA's alpha).
+* Optional cleanup first (``--clean-before-augment``, YFCC15M runs): open_clip's / CLIP's
+  ``basic_clean`` (ftfy, HTML unescape) + ``whitespace_clean`` + lower-case.
+* The **global** caption (``weak_augment``): stop-word removal with probability ``stopword_p``
+  (0.8; 0.9 on YFCC15M); a caption that would become empty is kept.
+* Each **augmented** caption (``strong_augment``): the same stop-word removal with probability
+  ``stopword_p``, then ONE operation drawn with weights (identity ``no_aug_p`` = 0, synonym
+  replacement 0.4, random swap 0.4, random deletion 0.2) from EDA (Wei & Zou 2019) as the
+  ``textaugment`` package implements it: synonym replacement of ``n = 1`` distinct non-stop word
+  (every occurrence), ``n = 1`` random swap of two distinct positions (3 retries), deletion of each
+  word with ``p = 0.1`` (one random word kept when all go).
 
-Works offline: the stop-word list (``wordlists/stopwords.txt``, NLTK's English list as used by
-the EDA reference code) and the synonym table (``wordlists/synonyms.json``, hand-written for
-this package) ship with it. Deviation: EDA draws synonyms from WordNet; we use the shipped table
-(no download), so words outside it are left unchanged by synonym replacement.
+Stop words: NLTK's English list (``wordlists/stopwords.txt``), matched case-insensitively on tokens
+split like NLTK's ``word_tokenize`` (words and punctuation apart). Deviation: textaugment draws
+synonyms from WordNet; we use the shipped table (``wordlists/synonyms.json``, no download), so words
+outside it have no synonym (synonym replacement then leaves the caption unchanged, as textaugment
+does for words WordNet does not know).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import re
 from pathlib import Path
 
 WORDLISTS = Path(__file__).parent / "wordlists"
-_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
+_TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,69 +49,92 @@ def synonyms() -> dict[str, tuple[str, ...]]:
 
 
 def clean(text: str) -> str:
-    """Lower-case, strip edge punctuation of each word, collapse whitespace."""
-    words = [_PUNCT.sub("", w) for w in text.lower().split()]
-    return " ".join(w for w in words if w)
+    """ref ``--clean-before-augment``: ``whitespace_clean(basic_clean(text)).lower()`` (open_clip's tokenizer helpers)."""
+    from open_clip.tokenizer import basic_clean, whitespace_clean
+
+    return whitespace_clean(basic_clean(text)).lower()
 
 
-def remove_stopwords(words: list[str]) -> list[str]:
-    """Drop stop words; keeps the caption unchanged when it would become empty."""
-    kept = [w for w in words if w not in stopwords()]
-    return kept or words
+def remove_stopwords(text: str) -> str:
+    """ref: ``" ".join(w for w in word_tokenize(text) if w.lower() not in stopwords)``; the text itself
+    when nothing would be left."""
+    kept = " ".join(w for w in _TOKEN.findall(text) if w.lower() not in stopwords())
+    return kept or text
 
 
-def synonym_replacement(words: list[str], n: int, rng: random.Random) -> list[str]:
-    """Replace up to ``n`` distinct words that have a synonym (EDA ``synonym_replacement``)."""
-    table = synonyms()
-    out = list(words)
-    cands = [i for i, w in enumerate(out) if w in table]
+def synonym_replacement(text: str, n: int, rng: random.Random) -> str:
+    """textaugment ``EDA.synonym_replacement``: up to ``n`` distinct non-stop words that have a synonym
+    are replaced (every occurrence) by a random synonym."""
+    table, stop = synonyms(), stopwords()
+    words = text.split()
+    cands = sorted({w for w in words if w not in stop})
     rng.shuffle(cands)
-    for i in cands[:n]:
-        out[i] = rng.choice(table[out[i]])
-    return " ".join(out).split()
-
-
-def random_swap(words: list[str], n: int, rng: random.Random) -> list[str]:
-    """Swap two random positions ``n`` times (EDA ``random_swap``)."""
-    out = list(words)
-    if len(out) < 2:
-        return out
-    for _ in range(n):
-        i, j = rng.randrange(len(out)), rng.randrange(len(out))
-        out[i], out[j] = out[j], out[i]
-    return out
-
-
-def random_deletion(words: list[str], p: float, rng: random.Random) -> list[str]:
-    """Delete each word with probability ``p``; keep one random word if all go (EDA ``random_deletion``)."""
-    if len(words) <= 1:
-        return list(words)
-    out = [w for w in words if rng.random() > p]
-    return out or [rng.choice(words)]
-
-
-def eda_once(words: list[str], rng: random.Random, weights: tuple[float, float, float] = (0.4, 0.4, 0.2),
-             alpha: float = 0.1) -> list[str]:
-    """Apply ONE EDA operation chosen with ``weights`` (synonym replacement, random swap, random deletion)."""
-    n = max(1, round(alpha * len(words)))
-    op = rng.choices(("sr", "rs", "rd"), weights=weights)[0]
-    if op == "sr":
-        return synonym_replacement(words, n, rng)
-    if op == "rs":
-        return random_swap(words, n, rng)
-    return random_deletion(words, alpha, rng)
-
-
-def global_caption(text: str, rng: random.Random, stopword_p: float = 0.8) -> str:
-    """The caption of the global pair: cleaned, stop words removed with probability ``stopword_p``."""
-    words = clean(text).split()
-    if stopword_p > 0 and rng.random() < stopword_p:
-        words = remove_stopwords(words)
+    replaced = 0
+    for w in cands:
+        syn = table.get(w.lower(), ())
+        if syn:
+            new = rng.choice(syn)
+            words = [new if x == w else x for x in words]
+            replaced += 1
+        if replaced >= n:
+            break
     return " ".join(words)
 
 
-def augmented_caption(text: str, rng: random.Random, weights: tuple[float, float, float] = (0.4, 0.4, 0.2),
-                      alpha: float = 0.1) -> str:
-    """An augmented caption: cleaned, stop words removed, then one EDA operation."""
-    words = remove_stopwords(clean(text).split())
-    return " ".join(eda_once(words, rng, weights, alpha))
+def random_swap(text: str, n: int, rng: random.Random) -> str:
+    """textaugment ``EDA.random_swap``: ``n`` times swap two distinct random positions (3 retries)."""
+    words = text.split()
+    for _ in range(n):
+        if not words:
+            break
+        i = j = rng.randint(0, len(words) - 1)
+        tries = 0
+        while j == i:
+            j = rng.randint(0, len(words) - 1)
+            tries += 1
+            if tries > 3:
+                break
+        if i != j:
+            words[i], words[j] = words[j], words[i]
+    return " ".join(words)
+
+
+def random_deletion(text: str, p: float, rng: random.Random) -> str:
+    """textaugment ``EDA.random_deletion``: drop each word with probability ``p``; one random word
+    is kept when all would go; a one-word caption is unchanged."""
+    words = text.split()
+    if len(words) <= 1:
+        return text
+    kept = [w for w in words if rng.uniform(0, 1) > p]
+    return " ".join(kept) if kept else rng.choice(words)
+
+
+def global_caption(text: str, rng: random.Random, stopword_p: float = 0.8, clean_first: bool = False) -> str:
+    """ref ``weak_augment``: the caption of the global pair."""
+    if clean_first:
+        text = clean(text)
+    if text and rng.random() < stopword_p:
+        text = remove_stopwords(text)
+    return text
+
+
+def augmented_caption(text: str, rng: random.Random, stopword_p: float = 0.8, no_aug_p: float = 0.0,
+                      weights: tuple[float, float, float] = (0.4, 0.4, 0.2), n: int = 1, deletion_p: float = 0.1,
+                      clean_first: bool = False) -> str:
+    """ref ``strong_augment``: stop words removed with ``stopword_p``, then one EDA operation."""
+    if clean_first:
+        text = clean(text)
+    if not text:
+        return text
+    if rng.random() < stopword_p:
+        text = remove_stopwords(text)
+    op = rng.choices(("id", "sr", "rs", "rd"), weights=(no_aug_p, *weights))[0]
+    if op == "sr":
+        out = synonym_replacement(text, n, rng)
+    elif op == "rs":
+        out = random_swap(text, n, rng)
+    elif op == "rd":
+        out = random_deletion(text, deletion_p, rng)
+    else:
+        out = text
+    return out or text
