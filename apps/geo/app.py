@@ -37,6 +37,18 @@ def train_smoke() -> Path:
     return run
 
 
+def provenance(loc: Any, folder_msg: str) -> str:
+    """What the visitor is looking at: which checkpoint, how it was trained, which CLIP weights."""
+    from pretrainlab.core.demo import describe_checkpoint
+
+    cfg = loc.cfg
+    tower = (f"CLIP tower from {cfg.model.pretrained}" if cfg.model.pretrained else
+             "CLIP tower pre-trained by this project's contrastive stage from random weights"
+             if cfg.contrastive.enabled else "CLIP tower randomly initialised (no pre-trained weights)")
+    refine = "retrieval refinement on" if loc.index is not None else "no refinement index (geocell centroids)"
+    return f"{folder_msg}; {describe_checkpoint(loc.folder)}; {tower}; {refine}"
+
+
 def get_locator(ckpt: str | Path | None = None) -> tuple[Any, str]:
     """``(Locator, message)``: cached per checkpoint argument."""
     from pretrainlab.core.demo import pick_device, resolve_checkpoint
@@ -45,7 +57,8 @@ def get_locator(ckpt: str | Path | None = None) -> tuple[Any, str]:
     key = str(ckpt or "")
     if key not in _CACHE:
         folder, msg = resolve_checkpoint("geo", ckpt, train_smoke)
-        _CACHE[key] = (load_locator(folder, pick_device()), msg)
+        loc = load_locator(folder, pick_device())
+        _CACHE[key] = (loc, provenance(loc, msg))
     return _CACHE[key]
 
 
@@ -117,8 +130,11 @@ def format_result(res: dict[str, Any], truth: tuple[float, float] | None, messag
     for i, t in enumerate(res["top"], 1):
         lines.append(f"| {i} | {t['lat']:.3f} | {t['lon']:.3f} | {t['cell']} {t['name']} ({t['country']}) | {t['prob']:.3f} |")
     g = res["guess"]
-    lines += ["", (f"**Guess**: {g['lat']:.4f}, {g['lon']:.4f} — geocell {g['cell']}"
-              f"{' (refined by retrieval)' if g['refined'] else ' (geocell centroid)'}")]
+    how = (" (geocell centroid)" if not g.get("refined") else
+           " (refinement cancelled: the top geocell's retrieved location)" if g.get("cancelled") else
+           " (refined by retrieval)")
+    name = f" {g['name']} ({g['country']})" if g.get("name") else ""
+    lines += ["", f"**Guess**: {g['lat']:.4f}, {g['lon']:.4f} — geocell {g['cell']}{name}{how}"]
     if truth is not None:
         d = float(haversine_np(np.array([g["lat"], g["lon"]]), np.array(truth)))
         lines.append(f"**Error**: {d:,.1f} km (GeoScore {int(geoscore(np.array([d]))[0])} / 5000)")
@@ -134,7 +150,7 @@ def predict(image_path: str | None, true_lat: Any = None, true_lon: Any = None,
     path = validate_upload(image_path, ALLOWED, what="photo (.jpg / .png / .webp)")
     truth = parse_truth(true_lat, true_lon)
     loc, msg = get_locator(ckpt)
-    img = read_image_file(path, loc.cfg.model.image_size)
+    img = read_image_file(path, loc.cfg.model.image_size, loc.cfg.model.views)
     res = locate(loc, img)
     shape = loc.cells.shapes[res["guess"]["cell"]] if (loc.cells is not None and loc.cells.shapes) else None
     return world_map(res["top"], res["guess"], truth, shape), format_result(res, truth, msg)
@@ -147,7 +163,7 @@ def generated_sample(index: int = 0, profile: str = "smoke") -> tuple[str, float
 
     rec = read_csv(synthetic_data(profile) / "test.csv")
     i = int(index) % len(rec)
-    return str(rec.images[i]), float(rec.latlon[i, 0]), float(rec.latlon[i, 1])
+    return str(rec.image(i)), float(rec.latlon[i, 0]), float(rec.latlon[i, 1])
 
 
 # ----------------------------------------------------------------------------- UI
@@ -169,7 +185,8 @@ def build_demo(ckpt: str | Path | None = None):  # -> gr.Blocks
     with gr.Blocks(title="pretrainlab geo: PIGEON") as demo:
         gr.Markdown("## PIGEON geolocation\nUpload a street-level photo (or pick a generated one from the "
                     "synthetic world) and press **Locate**. The map shows the top-5 geocells (size = probability), "
-                    "the chosen geocell's Voronoi shape, the final guess (star) and the truth (X) when known.")
+                    "the geocell of the final guess (its Voronoi shape), the final guess (star) and the truth (X) when known. "
+                    "The line above the table says which checkpoint answers and how it was trained.")
         with gr.Row():
             with gr.Column(scale=1):
                 image = gr.File(label="photo (.jpg / .png / .webp)", file_types=list(ALLOWED), type="filepath", elem_id="geo-image")

@@ -34,6 +34,10 @@ def test_parse_truth() -> None:
 def test_predict_pure(geo_run: Path, geo_data: Path, tmp_path: Path) -> None:
     img, md = app.predict(str(geo_data / "images" / "test" / "test000003.jpg"), 10.0, 20.0, ckpt=geo_run)
     assert img.shape[2] == 3 and "Guess" in md and "Error" in md and "checkpoint" in md
+    # the page says how the model was trained: a smoke model is flagged, the tower's origin is named
+    assert "smoke" in md and "NOT meaningful" in md and "random weights" in md and "refinement on" in md
+    p, la, lo = app.generated_sample(2)
+    assert Path(p).is_file() and -90 <= la <= 90 and -180 <= lo <= 180
     bad = tmp_path / "x.txt"
     bad.write_text("hello")
     with pytest.raises(DataError, match="unsupported file type"):

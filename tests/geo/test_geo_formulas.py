@@ -98,51 +98,40 @@ def test_spherical_mean_across_antimeridian() -> None:
     assert abs(abs(m[1]) - 180.0) < 1e-6 and m[0] == pytest.approx(10.0, abs=0.01)
 
 
-def _toy_index():
-    from pretrainlab.geo.config import RefineConfig
-    from pretrainlab.geo.retrieval_refinement import build_index
-
-    rng = np.random.default_rng(0)
-    # two cells, two tight clusters each (Paris / Lyon in cell 0, Tokyo / Osaka in cell 1)
-    centers = np.array([[48.85, 2.35], [45.76, 4.83], [35.68, 139.69], [34.69, 135.50]])
-    latlon = np.concatenate([c + rng.normal(0, 0.01, (10, 2)) for c in centers])
-    labels = np.repeat([0, 0, 1, 1], 10)
-    emb = torch.from_numpy(np.repeat(np.eye(4), 10, axis=0) + rng.normal(0, 0.01, (40, 4))).float()
-    cfg = RefineConfig(optics_min_samples=3)
-    return build_index(emb, latlon, labels, cfg), latlon, emb, cfg
-
-
-def test_refinement_picks_nearest_cluster_and_image() -> None:
-    from pretrainlab.geo.retrieval_refinement import refine
-
-    index, latlon, emb, cfg = _toy_index()
-    assert int(index.member.max()) + 1 >= 4  # OPTICS separates the two cities of each cell
-    centroids = torch.tensor([[47.3, 3.6], [35.2, 137.6]])
-    q = emb[[15, 35]]  # a Lyon image, an Osaka image
-    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
-    r = refine(q, probs, centroids, index, cfg)
-    assert torch.allclose(r["latlon"], torch.from_numpy(latlon[[15, 35]]).float(), atol=1e-4)
-    assert r["cell"].tolist() == [0, 1] and not r["cancelled"].any()
-
-
-def test_refinement_cancels_beyond_threshold() -> None:
-    from pretrainlab.geo.retrieval_refinement import refine
-
-    index, _latlon, emb, cfg = _toy_index()
-    far_centroids = torch.tensor([[-40.0, -70.0], [35.2, 137.6]])  # cell 0's centroid far from its images
-    r = refine(emb[[15]], torch.tensor([[0.9, 0.1]]), far_centroids, index, cfg)
-    assert bool(r["cancelled"][0])
-    assert torch.allclose(r["latlon"][0], far_centroids[0])
-
-
-def test_caption_contains_metadata() -> None:
-    from pretrainlab.geo.synthetic_captions import build_caption, compass
+def test_caption_follows_reference_generator() -> None:
+    """pretrain_dataset.py _select_caption: the parts, their order and their probabilities."""
+    from pretrainlab.geo.synthetic_captions import build_caption, compass, display_country
 
     meta = {"country_name": "France", "town": "Lyon", "region": "Auvergne", "climate": "Cfb",
             "drive_side": "right", "heading": "91", "month": "7"}
-    cap = build_caption(meta, random.Random(0), p_optional=1.0)
+
+    class Always(random.Random):
+        def random(self) -> float:  # every part kept
+            return 0.999
+
+    cap = build_caption(meta, Always(0))
     assert cap.startswith("A Street View photo close to the town of Lyon in the region of Auvergne in France.")
-    for part in ("temperate oceanic", "drive on the right", "facing east", "taken in July"):
-        assert part in cap
-    assert build_caption(meta, random.Random(0), p_optional=0.0) == "A Street View photo in France."
-    assert compass(359) == "north" and compass(225) == "southwest"
+    assert "This location has a temperate oceanic climate (Cfb)." in cap
+    assert "drive on the" not in cap  # the reference draws a driving sentence only without a climate sentence
+    assert "facing east" in cap and "taken in July" in cap
+    assert build_caption({**meta, "climate": ""}, Always(0)).count("drive on the right side of the road") == 1
+
+    class Never(random.Random):
+        def random(self) -> float:
+            return 0.0
+
+    assert build_caption(meta, Never(0)) == "A Street View photo in France."
+    assert compass(359) == "north" and compass(45) == "north" and compass(46) == "east" and compass(225) == "south"
+    assert build_caption(meta, Always(0), heading_offset=90.0).count("facing south") == 1  # a panorama's 2nd view
+    assert display_country("United States") == "the United States" and display_country("France") == "France"
+    yf = build_caption(meta, Always(0), style="yfcc")
+    assert yf.startswith("A photo I took close to the town of Lyon in the region of Auvergne in France.")
+    # the probabilities: region 0.6, town 0.4, month 0.3 over many draws
+    rng = random.Random(0)
+    caps = [build_caption(meta, rng) for _ in range(4000)]
+    located = [c for c in caps if c.startswith("A Street View photo")]
+    # the location sentence is dropped only with a climate sentence (0.4) and then with 0.3: 12 % of captions
+    assert abs(1 - len(located) / len(caps) - 0.4 * 0.3) < 0.02
+    assert abs(np.mean(["in the region of" in c for c in located]) - 0.6) < 0.03
+    assert abs(np.mean(["close to the town" in c for c in located]) - 0.4) < 0.03
+    assert abs(np.mean(["taken in July" in c for c in caps]) - 0.3) < 0.03

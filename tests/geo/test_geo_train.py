@@ -29,7 +29,7 @@ def test_every_recipe_loads(recipe: str, profile: str) -> None:
 def _batch(data, n: int = 32) -> dict[str, torch.Tensor]:
     from pretrainlab.geo.pipeline import GeocellDataset
 
-    ds = GeocellDataset(data.train, data.labels)
+    ds = GeocellDataset(data.train, data.labels, 32)
     items = [ds[i] for i in range(n)]
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
@@ -64,7 +64,7 @@ def test_contrastive_loss_goes_down(geo_data: Path) -> None:
     data = load_data(cfg, geo_data)
     torch.manual_seed(0)
     task = ContrastivePretrainTask(cfg)
-    ds = CaptionDataset(data.train, task.tokenizer, 1.0)
+    ds = CaptionDataset(data.train, task.tokenizer, 32)
     items = [ds[i] for i in range(16)]
     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
     opt = torch.optim.AdamW(task.parameters(), lr=1e-3)
@@ -87,7 +87,8 @@ def test_one_trainer_step_per_recipe(recipe: str, geo_data: Path, tmp_path: Path
     assert (tmp_path / recipe / "checkpoints" / "step_000001" / "model.safetensors").exists()
     assert (tmp_path / recipe / "geocells.geojson").exists()
     assert (tmp_path / recipe / "pretrain").exists() == cfg.contrastive.enabled
-    assert (tmp_path / recipe / "refinement.safetensors").exists() == cfg.refine.enabled
+    assert (tmp_path / recipe / "refinement" / "index.safetensors").exists() == cfg.refine.enabled
+    assert not list((tmp_path / recipe).glob("geo-embed-*")) and not (tmp_path / recipe / ".refinement.tmp").exists()
     assert 0 <= m["acc@2500km"] <= 100 and m["median_km"] >= 0
 
 
@@ -124,10 +125,12 @@ def test_cli_data_cells_finetune_eval_locate(geo_data: Path, geo_run: Path, tmp_
 def test_cli_bench_cpu(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     assert main(["geo", "bench", "--device", "cpu", "--steps", "1", "--warmup", "0", "--batch-size", "2",
-                 "--model", "test-vit-tiny", "--image-size", "32", "--cells-points", "300", "--out", str(out)]) == 0
+                 "--model", "test-vit-tiny", "--image-size", "32", "--cells-points", "3000", "--index-images", "2000",
+                 "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["train_geocells"]["samples_per_s"] > 0 and res["inference_with_refinement"]["images_per_s"] > 0
-    assert res["geocells"]["geocell_points"] == 300
+    assert res["inference_with_refinement"]["index_images"] == 2000
+    assert res["geocells"][0]["points"] == 3000 and res["geocells"][0]["assign_wall_s"] > 0
 
 
 def test_reproduce_smoke(geo_data: Path, tmp_path: Path) -> None:

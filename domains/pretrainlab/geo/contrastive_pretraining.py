@@ -6,8 +6,10 @@ location tasks (town, region, country, climate, driving side, heading, month: se
 ``synthetic_captions.py``), which makes the objective multi-task. Batch:
 ``{"image": (B,3,S,S) uint8, "tokens": (B, context) long}``.
 
-Deviation: the paper continues from OpenAI CLIP weights; none ship offline, so unless
-``model.clip_weights`` names a local file the towers start from random initialisation.
+The reference (``training/train_modes.py pretrain``) continues a Hugging Face ``CLIPModel`` from
+OpenAI's weights with the Trainer settings of ``config.py PRETAIN_ARGS`` (see ``config.py``).
+Give the weights with ``model.pretrained`` (a converted ``.safetensors``); without them the towers
+start from random initialisation (the smoke / tiny profiles), which is a deviation.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class ContrastivePretrainTask(Task):
         super().__init__()
         self.cfg = cfg
         self.clip, self.tokenizer = build_clip(cfg.model)
-        with torch.no_grad():
-            self.clip.logit_scale.fill_(math.log(cfg.contrastive.logit_scale_init))
+        if not cfg.model.pretrained:  # a random tower starts at CLIP's 1 / 0.07; pre-trained weights keep their own
+            with torch.no_grad():
+                self.clip.logit_scale.fill_(math.log(cfg.contrastive.logit_scale_init))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         img = self.clip.encode_image(normalize_images(batch["image"]))

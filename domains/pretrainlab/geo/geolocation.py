@@ -2,7 +2,7 @@
 
 ``GeolocationTask`` holds the CLIP model, the heads and, as buffers, the geocell centroids
 ``(K, 2)`` and the regression standardisation, so a checkpoint alone can predict locations.
-Batch: ``{"image": (B,3,S,S) uint8, "latlon": (B,2), "cell": (B,), "climate": (B,) (-1 = missing),
+Batch: ``{"image": (B,3,S,S) or panoramas (B,V,3,S,S) uint8, "latlon": (B,2), "cell": (B,), "climate": (B,) (-1 = missing),
 "month": (B,) (-1 = missing), "regression": (B,6) (NaN = missing)}``.
 """
 
@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from pretrainlab.core.train import Task
 from pretrainlab.geo.config import GeoConfig
+from pretrainlab.geo.formats import REGRESSIONS
 from pretrainlab.geo.haversine_smoothing import haversine_smoothing_loss
 from pretrainlab.geo.model import GeoHeads, apply_freezing, build_clip, embed_dim, image_embedding
-from pretrainlab.geo.world import REGRESSIONS
 
 
 class GeolocationTask(Task):

@@ -1,57 +1,90 @@
-"""The PIGEON model (Sec. 3.4-3.5): a CLIP vision tower, its embedding = mean of the last layer's
-tokens, a linear geocell head and auxiliary heads.
+"""The PIGEON model (Sec. 3.4-3.5; ref ``models/super_guessr.py``): a CLIP vision tower, its
+embedding, a linear geocell head and auxiliary heads.
 
 - Backbone: an open_clip model built with ``pretrainlab.core.openclip.create_clip`` (paper:
-  ViT-L/14 at 336 px, StreetCLIP weights; here a tiny registered ``test-vit-*`` config at toy scale,
-  any open_clip name on a GPU, local weights with ``model.clip_weights``). No pre-trained weights
-  ship offline: without a local file, the tower is what this project's contrastive pre-training
-  stage (``contrastive_pretraining.py``) produced, or random.
-- Embedding: mean of the final (post-LayerNorm) patch tokens of the vision transformer
-  (``(B, width)``); CNN towers fall back to the pooled CLIP embedding.
-- Heads: geocells (linear), Koppen climate classes, month, six standardised regressions
-  (elevation, population, temperature mean / range, precipitation mean / range).
-- Freezing: during geocell training everything but the last ``trainable_blocks`` vision blocks
-  (+ final LayerNorm / projection) is frozen (the paper fine-tunes only the last layer, lr 2e-5).
+  ViT-L/14 at 336 px with StreetCLIP weights). ``model.pretrained`` takes a local open_clip
+  ``.safetensors`` / ``.pt`` file, an open_clip tag or ``hf-hub:`` repo (downloaded when online);
+  a Hugging Face ``CLIPModel`` folder (StreetCLIP, OpenAI) is converted once with
+  ``pretrainlab geo convert-clip`` (``hf_clip.py``), which writes the weights and an open_clip
+  config JSON: set ``model.clip_model=<that .json>``. Without weights the tower is random (the
+  tiny / smoke profiles) or what this project's contrastive stage produced.
+- Embedding: ``SuperGuessr.forward`` takes the Hugging Face ``last_hidden_state`` (the encoder
+  output BEFORE the post-LayerNorm, class token included) and averages it over the tokens: here
+  the open_clip transformer's output averaged over all tokens -> ``(B, width)``. CNN towers fall
+  back to the pooled CLIP embedding. With ``views = 4`` (PIGEON's four-image panorama, ref
+  ``panorama=True, hierarchical=False``) the embeddings of the four views are averaged.
+- Heads (``SuperGuessr.__init__``): geocells, Koppen climate, month, six regressions, each linear
+  on the embedding.
+- Freezing (``SuperGuessr._freeze_params``): all transformer blocks but the last
+  ``trainable_blocks`` are frozen; the patch / class / position embeddings and the pre-LayerNorm
+  stay trainable (the reference freezes ``encoder.layers[:-1]`` only); the text tower, the
+  post-LayerNorm and the projection are frozen because the embedding never reaches them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from pretrainlab.geo.world import KOPPEN, REGRESSIONS
+from pretrainlab.core.config import ConfigError
+from pretrainlab.geo.formats import KOPPEN, REGRESSIONS
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP normalisation
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP normalisation (CLIPProcessor)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+N_MONTHS = 12
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    clip_model: str = "test-vit-tiny"  # paper: ViT-L-14-336 (StreetCLIP); any open_clip config name
-    image_size: int = 32  # paper: 336
-    clip_weights: str = ""  # optional local open_clip .safetensors (no download)
-    trainable_blocks: int = 1  # PIGEON: all but the last vision layer frozen during fine-tuning
+    clip_model: str = "test-vit-tiny"  # paper: ViT-L-14-336 (StreetCLIP); an open_clip name or a config .json
+    image_size: int = 32  # paper: 336 (CLIP ViT-L/14-336)
+    pretrained: str = ""  # local weights file | open_clip tag | hf-hub:<repo>; "" = random initialisation
+    trainable_blocks: int = 1  # ref SuperGuessr._freeze_params: encoder.layers[:-1] frozen
     freeze_backbone: bool = True  # apply the freezing scheme in the geocell stage
+    views: int = 1  # images per location: 1, or 4 for PIGEON's panorama (embeddings averaged)
+
+
+def validate_config(cfg: ModelConfig, prefix: str = "model") -> None:
+    if cfg.image_size < 8 or cfg.image_size > 1024:
+        raise ConfigError(f"{prefix}.image_size: {cfg.image_size} must lie in [8, 1024]")
+    if cfg.trainable_blocks < 0:
+        raise ConfigError(f"{prefix}.trainable_blocks: {cfg.trainable_blocks} must be >= 0")
+    if cfg.views not in (1, 4):
+        raise ConfigError(f"{prefix}.views: {cfg.views} is not allowed; allowed: 1, 4 (PIGEON's panorama)")
+
+
+def _model_name(cfg: ModelConfig) -> str:
+    """The open_clip name; a ``.json`` config (from ``geo convert-clip``) is registered under its stem."""
+    spec = cfg.clip_model
+    if not spec.endswith(".json"):
+        return spec
+    from pretrainlab.core.data import DataError
+    from pretrainlab.core.openclip import register_configs
+
+    p = Path(spec).expanduser()
+    try:
+        conf = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"model.clip_model: config file {p} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(p, f"not an open_clip config JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(conf, dict) or "vision_cfg" not in conf or "text_cfg" not in conf:
+        raise DataError(p, "not an open_clip config JSON (needs embed_dim, vision_cfg, text_cfg)")
+    name = f"file-{p.stem}"
+    register_configs({name: conf})
+    return name
 
 
 def build_clip(cfg: ModelConfig) -> tuple[nn.Module, object]:
-    """``(open_clip model, tokenizer)``, randomly initialised or from ``cfg.clip_weights``."""
-    import logging
+    """``(open_clip model, tokenizer)``, randomly initialised or from ``cfg.pretrained``."""
+    from pretrainlab.core.openclip import create_clip
 
-    from pretrainlab.core.openclip import create_clip, load_clip_weights
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # open_clip warns "No pretrained weights loaded": intended here
-    try:
-        model, tok = create_clip(cfg.clip_model, force_image_size=cfg.image_size)
-    finally:
-        root.setLevel(level)
-    if cfg.clip_weights:
-        load_clip_weights(model, cfg.clip_weights)
-    return model, tok
+    return create_clip(_model_name(cfg), pretrained=cfg.pretrained or None, setting="model.pretrained",
+                       force_image_size=cfg.image_size)
 
 
 def normalize_images(x: torch.Tensor) -> torch.Tensor:
@@ -63,23 +96,27 @@ def normalize_images(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+def is_vit(clip: nn.Module) -> bool:
+    v = clip.visual
+    return hasattr(v, "transformer") and hasattr(v, "_embeds") and hasattr(v, "ln_post")
+
+
 def embed_dim(clip: nn.Module) -> int:
     v = clip.visual
-    if hasattr(v, "transformer"):
-        return int(v.transformer.width)
-    return int(v.output_dim)
+    return int(v.transformer.width) if is_vit(clip) else int(v.output_dim)
 
 
 def image_embedding(clip: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """PIGEON's image embedding: mean of the vision transformer's last-layer tokens -> ``(B, width)``."""
-    v = clip.visual
+    """PIGEON's embedding ``(B, width)``: the vision transformer's last-layer tokens (before the
+    post-LayerNorm, class token included) averaged. ``images`` ``(B, 3, S, S)`` or panoramas
+    ``(B, V, 3, S, S)`` (the V views' embeddings are averaged)."""
+    if images.dim() == 5:
+        b, nv = images.shape[:2]
+        return image_embedding(clip, images.flatten(0, 1)).view(b, nv, -1).mean(dim=1)
     x = normalize_images(images)
-    if hasattr(v, "transformer") and hasattr(v, "output_tokens"):
-        v.output_tokens = True
-        try:
-            _, tokens = v(x)
-        finally:
-            v.output_tokens = False
+    if is_vit(clip):
+        v = clip.visual
+        tokens = v.transformer(v._embeds(x))  # (B, L, width): HF CLIPVisionModel's last_hidden_state
         return tokens.mean(dim=1)
     return clip.encode_image(x)
 
@@ -92,7 +129,7 @@ class GeoHeads(nn.Module):
         super().__init__()
         self.geocell = nn.Linear(dim, n_cells)
         self.climate = nn.Linear(dim, len(KOPPEN))
-        self.month = nn.Linear(dim, 12)
+        self.month = nn.Linear(dim, N_MONTHS)
         self.regression = nn.Linear(dim, len(REGRESSIONS))
 
     def forward(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -101,13 +138,27 @@ class GeoHeads(nn.Module):
 
 
 def apply_freezing(clip: nn.Module, cfg: ModelConfig) -> None:
-    """The paper's scheme: freeze the text tower and all vision blocks but the last ``trainable_blocks``."""
-    from pretrainlab.core.openclip import freeze_all_but_last
-
+    """The reference's scheme (module docstring): text tower frozen; vision blocks but the last
+    ``trainable_blocks`` frozen; post-LayerNorm / projection frozen (unused by the embedding)."""
     for p in clip.parameters():
         p.requires_grad_(False)
-    if cfg.freeze_backbone:
-        freeze_all_but_last(clip.visual, cfg.trainable_blocks)
-    else:
-        for p in clip.visual.parameters():
+    v = clip.visual
+    if not cfg.freeze_backbone:
+        for p in v.parameters():
             p.requires_grad_(True)
+    elif is_vit(clip):
+        for p in v.parameters():
+            p.requires_grad_(True)
+        blocks = list(v.transformer.resblocks)
+        for b in blocks[:max(0, len(blocks) - cfg.trainable_blocks)]:
+            for p in b.parameters():
+                p.requires_grad_(False)
+    else:  # CNN towers: the last stage + attention pool
+        from pretrainlab.core.openclip import freeze_all_but_last
+
+        freeze_all_but_last(v, cfg.trainable_blocks)
+    if is_vit(clip):
+        for name in ("ln_post", "proj"):
+            m = getattr(v, name, None)
+            if isinstance(m, (nn.Module, nn.Parameter)):
+                m.requires_grad_(False)

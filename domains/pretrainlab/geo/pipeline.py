@@ -1,5 +1,10 @@
 """The PIGEON pipeline on top of the core trainer: data -> geocells -> (contrastive pre-training)
--> geocell training -> refinement index -> evaluation, plus single-image location."""
+-> geocell training -> refinement index -> evaluation, plus single-image location.
+
+Images are never held in memory as a split: datasets decode one item per ``__getitem__`` (in
+DataLoader workers when ``train.num_workers > 0``), embedding and evaluation stream through a
+DataLoader, and the refinement index's embeddings go to a memory-mapped file.
+"""
 
 from __future__ import annotations
 
@@ -14,63 +19,85 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from pretrainlab.core.data import DataError
-from pretrainlab.geo.config import GeoConfig
-from pretrainlab.geo.formats import GeoRecords, load_images, read_split
+from pretrainlab.geo.config import GeoConfig, validate
+from pretrainlab.geo.formats import KOPPEN, REGRESSIONS, GeoRecords, decode_image, read_split
 from pretrainlab.geo.semantic_geocells import Geocells, build_geocells, write_geojson
-from pretrainlab.geo.world import KOPPEN, REGRESSIONS
 
 CELLS_FILE = "geocells.geojson"
-INDEX_FILE = "refinement.safetensors"
+INDEX_DIR = "refinement"
 
 
 # ----------------------------------------------------------------------------- data
 
-def _num(v: str | None) -> float:
-    try:
-        return float(v) if v not in (None, "") else float("nan")
-    except ValueError:
-        return float("nan")
+@dataclass
+class Targets:
+    """Auxiliary targets per row: ``climate (N,)`` / ``month (N,)`` long (-1 = missing),
+    ``regression (N, 6)`` float (NaN = missing)."""
+
+    climate: torch.Tensor
+    month: torch.Tensor
+    regression: torch.Tensor
+
+
+def make_targets(rec: GeoRecords) -> Targets:
+    kidx = {k: i for i, k in enumerate(KOPPEN)}
+    text = rec.meta.text.get("climate")
+    if text is not None:
+        codes, vocab = text
+        table = np.array([kidx.get(v, -1) for v in vocab], dtype=np.int64)
+        clim = table[codes]
+    else:
+        clim = np.full(len(rec), -1, dtype=np.int64)
+    m = rec.meta.numeric("month")
+    ok = np.isfinite(m) & (m >= 1) & (m <= 12) & (np.mod(m, 1) == 0)
+    month = np.where(ok, np.nan_to_num(m) - 1, -1).astype(np.int64)
+    reg = np.stack([rec.meta.numeric(k) for k in REGRESSIONS], axis=1).astype(np.float32)
+    return Targets(torch.from_numpy(clim), torch.from_numpy(month), torch.from_numpy(reg))
 
 
 @dataclass
 class Split:
-    """One decoded split: records, images ``(N,3,S,S)`` uint8 and per-row targets."""
+    """One split: the records index (images stay on disk) and the auxiliary targets."""
 
     records: GeoRecords
-    images: torch.Tensor
-    climate: torch.Tensor  # (N,) long, -1 = missing
-    month: torch.Tensor  # (N,) long, -1 = missing
-    regression: torch.Tensor  # (N, 6) float, NaN = missing
+    targets: Targets
 
     @property
     def latlon(self) -> np.ndarray:
         return self.records.latlon
 
-    def countries(self) -> list[str]:
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @functools.cached_property
+    def country_codes(self) -> list[str]:
+        """ISO-2 country per row: the ``country`` column where given, else the nearest GeoNames place."""
         from pretrainlab.geo.places import reverse_country
 
-        given = [m.get("country", "") for m in self.records.meta]
-        if all(given):
-            return given
-        rev = reverse_country(self.latlon)
-        return [g or r for g, r in zip(given, rev)]
+        given = self.records.meta.column("country") if "country" in self.records.meta.text else [""] * len(self)
+        missing = [i for i, g in enumerate(given) if not g]
+        if missing:
+            rev = reverse_country(self.latlon[missing])
+            for i, r in zip(missing, rev):
+                given[i] = r
+        return given
+
+    def countries(self) -> list[str]:
+        return self.country_codes
 
 
-def make_split(rec: GeoRecords, size: int, desc: str) -> Split:
-    kidx = {k: i for i, k in enumerate(KOPPEN)}
-    clim = torch.tensor([kidx.get(m.get("climate", ""), -1) for m in rec.meta], dtype=torch.long)
-    mon = torch.tensor([int(x) - 1 if np.isfinite(x := _num(m.get("month"))) and 1 <= x <= 12 else -1
-                        for m in rec.meta], dtype=torch.long)
-    reg = torch.tensor([[_num(m.get(k)) for k in REGRESSIONS] for m in rec.meta], dtype=torch.float32)
-    return Split(rec, load_images(rec, size, desc), clim, mon, reg)
+@functools.lru_cache(maxsize=8)
+def load_split(root: str, split: str, fmt: str = "auto", layout: str = "auto", views: int = 1) -> Split:
+    rec = read_split(Path(root), split, fmt, layout, views)
+    for n in rec.notes:
+        print(f"note: {n}", file=sys.stderr)
+    return Split(rec, make_targets(rec))
 
 
-@functools.lru_cache(maxsize=4)
-def _load_split_cached(root: str, split: str, size: int, fmt: str) -> Split:
-    return make_split(read_split(Path(root), split, fmt), size, f"decode {split}")
+def _split_for(cfg: GeoConfig, root: Path, split: str) -> Split:
+    return load_split(str(root), split, cfg.data_format, cfg.data_layout, cfg.model.views)
 
 
 @dataclass
@@ -85,22 +112,42 @@ _CELL_CACHE: dict[tuple[Any, ...], tuple[Geocells, np.ndarray]] = {}
 
 
 def load_data(cfg: GeoConfig, root: Path) -> GeoData:
-    """Read + decode both splits (cached in-process) and build the semantic geocells of the train split."""
+    """Index both splits (cached in-process) and build the geocells of the train split."""
+    validate(cfg)
     root = Path(root)
-    tr = _load_split_cached(str(root), "train", cfg.model.image_size, cfg.data_format)
-    te = _load_split_cached(str(root), "test", cfg.model.image_size, cfg.data_format)
-    key = (str(root), json.dumps(dataclasses.asdict(cfg.geocells), sort_keys=True))
+    tr = _split_for(cfg, root, "train")
+    te = _split_for(cfg, root, "test")
+    key = (str(root), cfg.data_format, cfg.data_layout, json.dumps(dataclasses.asdict(cfg.geocells), sort_keys=True))
     if key not in _CELL_CACHE:
         _CELL_CACHE[key] = build_geocells(tr.latlon, cfg.geocells, str(tr.records.source))
     cells, labels = _CELL_CACHE[key]
     return GeoData(tr, te, cells, labels)
 
 
+def _image(rec: GeoRecords, i: int, size: int) -> torch.Tensor:
+    """Row ``i``'s image ``(3, S, S)`` uint8, or its panorama ``(V, 3, S, S)``."""
+    ims = [decode_image(v.source(i), size, v.names[i].decode()) for v in rec.views]
+    return ims[0] if len(ims) == 1 else torch.stack(ims)
+
+
+class ImageDataset(Dataset):
+    """Items ``{"image", "index"}`` of a records index, decoded lazily."""
+
+    def __init__(self, rec: GeoRecords, size: int) -> None:
+        self.rec, self.size = rec, size
+
+    def __len__(self) -> int:
+        return len(self.rec)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"image": _image(self.rec, i, self.size), "index": torch.tensor(i)}
+
+
 class GeocellDataset(Dataset):
     """Items ``{"image", "latlon", "cell", "climate", "month", "regression"}`` of one split."""
 
-    def __init__(self, split: Split, labels: np.ndarray) -> None:
-        self.s = split
+    def __init__(self, split: Split, labels: np.ndarray, size: int) -> None:
+        self.s, self.size = split, size
         self.latlon = torch.from_numpy(split.latlon.astype(np.float32))
         self.cell = torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
@@ -108,31 +155,48 @@ class GeocellDataset(Dataset):
         return len(self.cell)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        s = self.s
-        return {"image": s.images[i], "latlon": self.latlon[i], "cell": self.cell[i], "climate": s.climate[i],
-                "month": s.month[i], "regression": s.regression[i]}
+        t = self.s.targets
+        return {"image": _image(self.s.records, i, self.size), "latlon": self.latlon[i], "cell": self.cell[i],
+                "climate": t.climate[i], "month": t.month[i], "regression": t.regression[i]}
 
 
 class CaptionDataset(Dataset):
-    """Items ``{"image", "tokens"}``: a fresh synthetic caption per load (PIGEON Sec. 3.2)."""
+    """Items ``{"image", "tokens"}`` with a fresh synthetic caption per load (PIGEON Sec. 3.2).
+    A panorama row gives one sample per view (``PretrainDataset``: view ``j`` faces heading + 90 j)."""
 
-    def __init__(self, split: Split, tokenizer: Any, p_optional: float) -> None:
-        self.s, self.tok, self.p = split, tokenizer, p_optional
+    def __init__(self, split: Split, tokenizer: Any, size: int, style: str = "streetview") -> None:
         from pretrainlab.geo.places import country_name
+        from pretrainlab.geo.world import country_cues
 
-        ccs = split.countries()  # given, or the nearest GeoNames place's country
-        self.meta = [dict(m, country=cc, country_name=m.get("country_name") or country_name(cc))
-                     for m, cc in zip(split.records.meta, ccs)]
+        self.s, self.tok, self.size, self.style = split, tokenizer, size, style
+        self.views = len(split.records.views)
+        self.cc = split.country_codes
+        self._name = country_name
+        self._side = lambda c: country_cues(c)["drive_side"] if c else ""
 
     def __len__(self) -> int:
-        return len(self.meta)
+        return len(self.s) * self.views
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def caption(self, row: int, view: int, rng: random.Random) -> str:
         from pretrainlab.geo.synthetic_captions import build_caption
 
+        meta = self.s.records.meta.row(row)
+        cc = self.cc[row]
+        meta["country_name"] = meta.get("country_name") or self._name(cc)
+        return build_caption(meta, rng, self.style, heading_offset=90.0 * view, drive_side=self._side(cc))
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        row, view = divmod(i, self.views)
         rng = random.Random(random.getrandbits(64))
-        cap = build_caption(self.meta[i], rng, self.p)
-        return {"image": self.s.images[i], "tokens": self.tok([cap])[0]}
+        refs = self.s.records.views[view]
+        img = decode_image(refs.source(row), self.size, refs.names[row].decode())
+        return {"image": img, "tokens": self.tok([self.caption(row, view, rng)])[0]}
+
+
+def make_loader(ds: Dataset, batch: int, workers: int = 0, device: torch.device | None = None) -> DataLoader:
+    return DataLoader(ds, batch_size=batch, shuffle=False, num_workers=workers,
+                      pin_memory=bool(device is not None and device.type == "cuda"),
+                      persistent_workers=False)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -144,7 +208,7 @@ def contrastive_pretrain(cfg: GeoConfig, data: GeoData, run_dir: Path, resume: b
 
     seed_everything(cfg.contrastive.train.seed)
     task = ContrastivePretrainTask(cfg)
-    ds = CaptionDataset(data.train, task.tokenizer, cfg.contrastive.p_optional)
+    ds = CaptionDataset(data.train, task.tokenizer, cfg.model.image_size, cfg.contrastive.caption_style)
     Trainer(cfg.contrastive.train, run_dir, full_config=cfg).fit(task, ds, resume=resume)
     return {k: v.detach().cpu() for k, v in clip_state(task).items()}
 
@@ -157,7 +221,7 @@ def build_task(cfg: GeoConfig, data: GeoData | None = None, clip_init: dict[str,
         task.clip.load_state_dict(clip_init, strict=True)
     if data is not None:
         task.centroids.copy_(torch.from_numpy(data.cells.centroids.astype(np.float32)))
-        reg = data.train.regression
+        reg = data.train.targets.regression
         mean = torch.nanmean(reg, dim=0)
         std = torch.sqrt(torch.nanmean((reg - mean) ** 2, dim=0))
         task.reg_mean.copy_(torch.nan_to_num(mean, nan=0.0))
@@ -175,68 +239,101 @@ def train_geocells(cfg: GeoConfig, data: GeoData, run_dir: Path, clip_init: dict
     seed_everything(cfg.train.seed)
     task = build_task(cfg, data, clip_init)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_geojson(data.cells, run_dir / CELLS_FILE, {"min_size": cfg.geocells.min_size, "max_size": cfg.geocells.max_size})
-    Trainer(cfg.train, run_dir, full_config=cfg).fit(task, GeocellDataset(data.train, data.labels), resume=resume)
+    write_geojson(data.cells, run_dir / CELLS_FILE, dataclasses.asdict(cfg.geocells))
+    Trainer(cfg.train, run_dir, full_config=cfg).fit(task, GeocellDataset(data.train, data.labels, cfg.model.image_size),
+                                                     resume=resume)
     return task
 
 
-@torch.no_grad()
-def embed_split(task: Any, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
-    """``(N,3,S,S)`` -> ``{"embedding": (N,D), "probs": (N,K)}`` on the task's device (inference mode)."""
+def _predict_batches(task: Any, rec: GeoRecords, cfg: GeoConfig, desc: str):  # yields (index, embedding, probs)
+    from tqdm.auto import tqdm
+
     from pretrainlab.core.train import autocast_dtype
 
     dev = task.centroids.device
-    task.eval()
-    embs, probs = [], []
     dtype = autocast_dtype(task.cfg.train.precision, dev)
-    for i in range(0, len(images), batch):
-        x = images[i:i + batch].to(dev, non_blocking=True)
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            out = task.predict(x)
-        embs.append(out["embedding"].float())
-        probs.append(torch.softmax(out["geocell"].float(), dim=-1))
-    task.train()
-    return {"embedding": torch.cat(embs), "probs": torch.cat(probs)}
+    loader = make_loader(ImageDataset(rec, cfg.model.image_size), cfg.eval_batch_size, cfg.train.num_workers, dev)
+    task.eval()
+    try:
+        with torch.no_grad():
+            for b in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not cfg.train.progress):
+                x = b["image"].to(dev, non_blocking=True)
+                with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+                    out = task.predict(x)
+                yield b["index"].numpy(), out["embedding"].float(), torch.softmax(out["geocell"].float(), dim=-1)
+    finally:
+        task.train()
 
 
 def build_refinement(task: Any, data: GeoData, cfg: GeoConfig, run_dir: Path | None = None):  # -> RefinementIndex
+    """Embed the training split (streamed into a memory-mapped file) and build the refinement index."""
+    import shutil
+    import tempfile
+
     from pretrainlab.geo.retrieval_refinement import build_index
 
-    emb = embed_split(task, data.train.images, cfg.eval_batch_size)["embedding"]
-    index = build_index(emb, data.train.latlon, data.labels, cfg.refine)
-    if run_dir is not None:
-        index.save(Path(run_dir) / INDEX_FILE)
-    return index
+    rec = data.train.records
+    work = Path(tempfile.mkdtemp(prefix="geo-embed-", dir=str(run_dir) if run_dir else None))
+    try:
+        emb = None
+        for idx, e, _ in _predict_batches(task, rec, cfg, "embed train"):
+            if emb is None:
+                emb = np.lib.format.open_memmap(work / "train.npy", mode="w+", dtype=np.float32, shape=(len(rec), e.shape[1]))
+            emb[idx] = e.cpu().numpy()
+        assert emb is not None
+        emb.flush()
+        folder = None
+        if run_dir is not None:
+            folder = Path(run_dir) / INDEX_DIR
+            if folder.exists():
+                shutil.rmtree(folder)
+        tmp = (Path(run_dir) / f".{INDEX_DIR}.tmp") if run_dir is not None else None
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp)
+        index = build_index(emb, data.train.latlon, data.labels, len(data.cells), cfg.refine, tmp,
+                            progress=cfg.train.progress)
+        del emb
+        if tmp is not None and folder is not None:
+            tmp.replace(folder)
+            index.folder = folder
+            from pretrainlab.geo.retrieval_refinement import RefinementIndex
+
+            index = RefinementIndex.load(folder)
+        return index
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def predict_split(task: Any, split: Split, cfg: GeoConfig, index: Any = None) -> dict[str, np.ndarray]:
+    """Streamed predictions for a split: ``pred (N, 2)`` (geocell centroid, or refined), ``top_cell (N,)``."""
+    from pretrainlab.geo.retrieval_refinement import refine
+
+    n = len(split)
+    pred = np.zeros((n, 2))
+    top = np.zeros(n, dtype=np.int64)
+    cents = task.centroids.detach().float().cpu()
+    for idx, emb, probs in _predict_batches(task, split.records, cfg, "evaluate"):
+        c = probs.argmax(dim=1).cpu()
+        top[idx] = c.numpy()
+        if index is not None:
+            pred[idx] = refine(emb.cpu(), probs.cpu(), cents, index, cfg.refine)["latlon"].numpy()
+        else:
+            pred[idx] = cents[c].numpy()
+    return {"pred": pred, "top_cell": top}
 
 
 def evaluate(task: Any, data: GeoData, cfg: GeoConfig, index: Any = None) -> dict[str, float]:
-    """Metrics of the geocell guess (top cell's centroid), or the refined guess when ``index`` is given."""
-    from tqdm.auto import tqdm
-
+    """Metrics of the geocell guess (top cell's centroid), or of the refined guess when ``index`` is given."""
     from pretrainlab.geo.metrics import geo_metrics
     from pretrainlab.geo.places import reverse_country
-    from pretrainlab.geo.retrieval_refinement import refine
-
-    out = embed_split(task, data.test.images, cfg.eval_batch_size)
-    if index is not None:
-        idx = index.to(task.centroids.device)
-        parts = []
-        for i in tqdm(range(0, len(out["probs"]), cfg.eval_batch_size), desc="refine", leave=False):
-            sl = slice(i, i + cfg.eval_batch_size)
-            parts.append(refine(out["embedding"][sl], out["probs"][sl], task.centroids, idx, cfg.refine)["latlon"])
-        pred = torch.cat(parts).cpu().numpy()
-    else:
-        pred = task.centroids[out["probs"].argmax(1)].cpu().numpy()
-    m = geo_metrics(pred, data.test.latlon, pred_country=reverse_country(pred), true_country=data.test.countries())
-    top1 = (out["probs"].argmax(1).cpu().numpy() == _test_cells(data)).mean()
-    m["geocell_acc"] = float(100 * top1)
-    return m
-
-
-def _test_cells(data: GeoData) -> np.ndarray:
     from pretrainlab.geo.semantic_geocells import nearest_cell
 
-    return nearest_cell(data.test.latlon, data.cells.centroids)
+    out = predict_split(task, data.test, cfg, index)
+    pred = out["pred"]
+    m = geo_metrics(pred, data.test.latlon, pred_country=reverse_country(pred), true_country=data.test.countries())
+    true_cell = nearest_cell(data.test.latlon, task.centroids.detach().cpu().numpy())
+    m["geocell_acc"] = float(100 * (out["top_cell"] == true_cell).mean())
+    return m
 
 
 def run_recipe(cfg: GeoConfig, data_root: Path, run_dir: Path, init: Path | None = None, resume: bool = False,
@@ -245,6 +342,7 @@ def run_recipe(cfg: GeoConfig, data_root: Path, run_dir: Path, init: Path | None
     from pretrainlab.core.io import atomic_write_json
 
     run_dir = Path(run_dir)
+    validate(cfg)
     data = load_data(cfg, data_root)
     clip_init = load_clip_init(init) if init else None
     if clip_init is None and cfg.contrastive.enabled and not skip_pretrain:
@@ -260,10 +358,14 @@ def run_recipe(cfg: GeoConfig, data_root: Path, run_dir: Path, init: Path | None
 # ----------------------------------------------------------------------------- checkpoints
 
 def load_clip_init(path: Path) -> dict[str, torch.Tensor]:
-    """open_clip weights from a pretrain / geolocation checkpoint (``clip.*`` keys) or a plain file."""
+    """open_clip weights from a pretrain / geolocation run or checkpoint (``clip.*`` keys) or a plain
+    open_clip ``.safetensors`` file."""
     from pretrainlab.core.checkpoint import CheckpointError, find_checkpoint, load_tensors
 
     p = Path(path)
+    if p.is_file() and p.suffix != ".safetensors":
+        raise CheckpointError(f"{p}: expected a run folder or a .safetensors weights file (convert Hugging Face "
+                              f"folders with 'pretrainlab geo convert-clip')")
     f = p if p.suffix == ".safetensors" else find_checkpoint(p) / "model.safetensors"
     t, _ = load_tensors(f)
     sub = {k[len("clip."):]: v for k, v in t.items() if k.startswith("clip.")}
@@ -299,35 +401,44 @@ def load_locator(ckpt: Path, device: str = "cpu") -> Locator:
     task.to(device).eval()
     run = folder.parent.parent
     cells = read_geojson(run / CELLS_FILE) if (run / CELLS_FILE).exists() else None
-    index = RefinementIndex.load(run / INDEX_FILE).to(device) if (cfg.refine.enabled and (run / INDEX_FILE).exists()) else None
+    if cells is not None and len(cells) != cfg.n_cells:
+        raise CheckpointError(f"{run / CELLS_FILE}: {len(cells)} cells but the checkpoint has {cfg.n_cells}")
+    index = RefinementIndex.load(run / INDEX_DIR) if (cfg.refine.enabled and (run / INDEX_DIR).is_dir()) else None
     return Locator(task, cfg, cells, index, folder)
 
 
 @torch.no_grad()
 def locate(loc: Locator, image: torch.Tensor, k: int = 5) -> dict[str, Any]:
-    """One image ``(3,S,S)`` uint8 -> top-``k`` cells (lat, lon, cell, probability) + the final guess."""
+    """One image ``(3,S,S)`` (or panorama ``(V,3,S,S)``) uint8 -> top-``k`` cells (lat, lon, cell,
+    probability) + the final guess, whose ``cell`` is the cell its location belongs to."""
     from pretrainlab.geo.retrieval_refinement import refine
 
+    if k < 1:
+        raise ValueError(f"top: {k} must be >= 1")
     dev = loc.task.centroids.device
     out = loc.task.predict(image[None].to(dev))
     probs = torch.softmax(out["geocell"].float(), dim=-1)[0]
     p, c = probs.topk(min(k, probs.numel()))
     cents = loc.task.centroids[c].cpu().numpy()
-    top = [{"lat": float(la), "lon": float(lo), "cell": int(ci),
-            "name": (loc.cells.names[int(ci)] if loc.cells is not None else ""),
-            "country": (loc.cells.countries[int(ci)] if loc.cells is not None else ""), "prob": float(pi)}
+
+    def info(ci: int) -> dict[str, str]:
+        if loc.cells is None:
+            return {"name": "", "country": ""}
+        return {"name": loc.cells.names[ci], "country": loc.cells.countries[ci]}
+
+    top = [{"lat": float(la), "lon": float(lo), "cell": int(ci), **info(int(ci)), "prob": float(pi)}
            for (la, lo), ci, pi in zip(cents, c.tolist(), p.tolist())]
-    guess = {"lat": top[0]["lat"], "lon": top[0]["lon"], "cell": top[0]["cell"], "refined": False}
+    guess = {"lat": top[0]["lat"], "lon": top[0]["lon"], "cell": top[0]["cell"], "refined": False, "cancelled": False,
+             **info(top[0]["cell"])}
     if loc.index is not None:
-        r = refine(out["embedding"], probs[None], loc.task.centroids, loc.index, loc.cfg.refine)
+        r = refine(out["embedding"].cpu(), probs[None].cpu(), loc.task.centroids.cpu(), loc.index, loc.cfg.refine)
         la, lo = r["latlon"][0].tolist()
-        guess = {"lat": la, "lon": lo, "cell": int(r["cell"][0]), "refined": not bool(r["cancelled"][0])}
+        cell = int(r["cell"][0])
+        guess = {"lat": la, "lon": lo, "cell": cell, "refined": True, "cancelled": bool(r["cancelled"][0]), **info(cell)}
     return {"top": top, "guess": guess}
 
 
-def read_image_file(path: Path, size: int) -> torch.Tensor:
-    from pretrainlab.geo.formats import load_image
-
-    if not Path(path).exists():
-        raise DataError(path, "image file not found")
-    return load_image(Path(path), size)
+def read_image_file(path: Path, size: int, views: int = 1) -> torch.Tensor:
+    """An image file (or, for a panorama model, one image used for all views) -> ``(3,S,S)`` uint8."""
+    img = decode_image(Path(path), size)
+    return img if views == 1 else img[None].expand(views, -1, -1, -1).contiguous()

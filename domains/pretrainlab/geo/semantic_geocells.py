@@ -130,7 +130,7 @@ def optics_rounds(cfg: GeocellConfig) -> list[tuple[int, float]]:
     base, ref_min = (OPTICS_ROUNDS_PIGEON, 30) if pigeon else (OPTICS_ROUNDS_PIGEOTTO, 1000)
     if cfg.min_size == ref_min:
         return [(m, x) for m, x in base]
-    return [(max(2, int(round(m * cfg.min_size / ref_min))), x) for m, x in base]
+    return [(max(2, round(m * cfg.min_size / ref_min)), x) for m, x in base]
 
 
 @dataclass
@@ -160,7 +160,7 @@ def size_report(sizes: np.ndarray, min_size: int, max_size: int) -> dict[str, An
     """Size distribution of the cells: min / median / max, counts and point shares outside the bounds."""
     s = np.asarray(sizes, dtype=np.int64)
     above = s > max_size
-    return {"cells": int(len(s)), "points": int(s.sum()), "min": int(s.min()), "median": float(np.median(s)),
+    return {"cells": len(s), "points": int(s.sum()), "min": int(s.min()), "median": float(np.median(s)),
             "max": int(s.max()), "min_size": int(min_size), "max_size": int(max_size),
             "above_max": int(above.sum()), "above_twice_max": int((s > 2 * max_size).sum()),
             "below_min": int((s < min_size).sum()),
@@ -257,7 +257,7 @@ def admin_areas(latlon: np.ndarray, cfg: GeocellConfig) -> AdminAreas:
         keys = [f"{g.cc[i]}|{g.admin1[i]}" for i in near]
     else:
         keys = [f"{g.cc[i]}|{g.admin1[i]}|{g.admin2[i]}" for i in near]
-    uniq, first, area = np.unique(np.asarray(keys, dtype=object), return_index=True, return_inverse=True)
+    _, first, area = np.unique(np.asarray(keys, dtype=object), return_index=True, return_inverse=True)
     ref = near[first]
     cc = [g.cc[i] for i in ref]
     a1 = [f"{g.cc[i]}|{g.admin1[i]}" for i in ref]
@@ -663,7 +663,7 @@ def build_geocells(latlon: np.ndarray, cfg: GeocellConfig, source: str = "(point
                          f"{'world' if cfg.merge_across_countries else 'country'} (the reference fuses within a country)")
         labels, stats = split_large(labels, latlon, cfg, progress)
         meta_idx = root  # a merged cell keeps the name / admin-1 / country of the absorbing area
-    _, first, labels = np.unique(labels, return_index=True, return_inverse=True)
+    _, labels = np.unique(labels, return_inverse=True)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     k = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=k)

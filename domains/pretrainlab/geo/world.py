@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pretrainlab.geo.formats import KOPPEN, REGRESSIONS  # noqa: F401 - re-exported for the generator
 from pretrainlab.geo.places import country_name, gazetteer, populated_places
 
 TABLES = Path(__file__).parent / "tables"
@@ -46,13 +47,8 @@ PROFILE_SIZES = {"smoke": (240, 60), "tiny": (3000, 600), "full": (100_000, 5000
 POP_EXPONENT = 0.5  # sampling weight population**0.5 (spreads samples beyond mega-cities; synthetic choice)
 OFFSET_KM = 12.0  # mean displacement from the sampled place (exponential)
 
-# The 30 Koppen-Geiger classes (PIGEON predicts Koppen classes as an auxiliary task, Sec. 3.5).
-KOPPEN = ("Af", "Am", "Aw", "BWh", "BWk", "BSh", "BSk", "Csa", "Csb", "Csc", "Cwa", "Cwb", "Cwc", "Cfa",
-          "Cfb", "Cfc", "Dsa", "Dsb", "Dsc", "Dsd", "Dwa", "Dwb", "Dwc", "Dwd", "Dfa", "Dfb", "Dfc", "Dfd",
-          "ET", "EF")
 CSV_COLUMNS = ("image", "lat", "lon", "country", "region", "town", "climate", "drive_side", "heading", "month",
                "elevation", "population", "temp_mean", "temp_range", "precip_mean", "precip_range")
-REGRESSIONS = ("elevation", "population", "temp_mean", "temp_range", "precip_mean", "precip_range")
 ARID = {"SA", "AE", "EG", "LY", "DZ", "QA", "KW", "OM", "NE", "ML", "TD", "MR", "SD", "YE", "JO", "IQ", "IR",
         "AF", "TM", "UZ", "KZ", "MN", "NA", "BW", "PK", "EH", "DJ", "SO", "ER"}  # mostly B climates
 
