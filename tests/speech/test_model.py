@@ -7,8 +7,8 @@ import math
 import torch
 
 from pretrainlab.core.losses import masked_l1
+from pretrainlab.speech.api import load
 from pretrainlab.speech.config import ModelConfig
-from pretrainlab.speech.domain import load
 from pretrainlab.speech.tera import TeraTask, pad_collate, resolve_warmup
 from pretrainlab.speech.transformer_encoder import Featurizer, TeraEncoder, sinusoidal_positions
 
@@ -16,10 +16,40 @@ SMALL = ModelConfig(hidden=32, layers=2, heads=2, ffn=64, max_frames=200, dropou
 
 
 def test_sinusoidal_positions_formula() -> None:
-    pe = sinusoidal_positions(50, 16)
+    """s3prl builder.py get_sinusoid_table: pos / 10000^(2 (j // 2) / H) in float64, sin even / cos odd."""
+    import numpy as np
+
+    pe = sinusoidal_positions(1500, 64)
     pos, i = 7, 3
-    assert math.isclose(float(pe[pos, 2 * i]), math.sin(pos / 10000 ** (2 * i / 16)), abs_tol=1e-5)
-    assert math.isclose(float(pe[pos, 2 * i + 1]), math.cos(pos / 10000 ** (2 * i / 16)), abs_tol=1e-5)
+    assert math.isclose(float(pe[pos, 2 * i]), math.sin(pos / 10000 ** (2 * i / 64)), abs_tol=1e-6)
+    assert math.isclose(float(pe[pos, 2 * i + 1]), math.cos(pos / 10000 ** (2 * i / 64)), abs_tol=1e-6)
+    angle = np.arange(1500)[:, None] / np.power(10000, 2 * (np.arange(64) // 2) / 64)
+    ref = np.where(np.arange(64) % 2 == 0, np.sin(angle), np.cos(angle)).astype(np.float32)
+    assert float((pe.numpy() - ref).__abs__().max()) == 0.0  # rounded once to float32, as s3prl's table
+
+
+def test_long_inputs_are_chunked_into_equal_parts() -> None:
+    """s3prl builder.py: T > sequence_length -> torch.chunk(x, ceil(T / L)), each chunk encoded alone."""
+    torch.manual_seed(0)
+    enc = TeraEncoder(80, SMALL).eval()  # max_frames 200
+    x = torch.randn(1, 450, 80)
+    out = enc(x)["hidden_states"]
+    parts = [enc(c)["hidden_states"] for c in torch.chunk(x, 3, dim=1)]  # 3 chunks of 150, positions from 0
+    for k in range(len(out)):
+        assert torch.allclose(out[k], torch.cat([p[k] for p in parts], 1), atol=1e-6)
+    import dataclasses
+
+    whole = TeraEncoder(80, dataclasses.replace(SMALL, max_frames=450)).eval()
+    whole.load_state_dict(enc.state_dict())
+    assert not torch.allclose(out[-1], whole(x)["last_hidden_state"], atol=1e-3)  # chunking does change the result
+
+
+def test_ffn_has_no_inner_dropout() -> None:
+    """s3prl's FFN: intermediate.dense -> act -> output.dense -> dropout (no dropout after the activation)."""
+    enc = TeraEncoder(80, ModelConfig(hidden=32, layers=1, heads=2, ffn=64, dropout=0.3, attention_dropout=0.3))
+    layer = enc.layers[0]
+    assert layer.dropout.p == 0.0 and layer.dropout1.p == 0.3 and layer.dropout2.p == 0.3
+    assert layer.self_attn.dropout == 0.3
 
 
 def test_encoder_interface_and_post_ln() -> None:
@@ -64,7 +94,7 @@ def test_task_loss_is_masked_l1_on_altered_positions() -> None:
 
 
 def test_warmup_is_seven_percent() -> None:
-    cfg = resolve_warmup(load("tera", "tiny", ["train.max_steps=1000"]))
+    cfg = resolve_warmup(load("tera", "tiny", ["train.max_steps=1000"]))  # config_runner.yaml warmup_proportion
     assert cfg.train.warmup_steps == 70 and cfg.train.schedule == "linear"
 
 

@@ -13,10 +13,13 @@ Semantics follow the reference implementation (s3prl ``pretrain/mockingjay/task.
   for the loss on every valid frame.
 - **Magnitude alteration** (Sec. III-C): ONE dice per batch; with probability ``p`` Gaussian noise
   ``N(0, 0.2)`` is added to every element of the altered input. Noise marks nothing for the loss.
+- With time and frequency alteration both off (the ``M`` row) s3prl's ``mask_label`` is all ones: the
+  loss is taken on every frame.
 
-Deviation (none in effect): s3prl drops utterances with nothing marked from the batch; here they
-stay in the forward pass but add nothing to the masked L1 mean (the loss's value and gradient are
-the same, and no host sync is needed).
+Deviations: s3prl drops utterances with nothing marked from the batch; here they stay in the
+forward pass but add nothing to the masked L1 mean (the loss's value and gradient are the same, and
+no host sync is needed). In the ``M`` row s3prl's all-ones label also covers the batch's zero
+padding (training the outputs there towards zero); here only valid frames count.
 """
 
 from __future__ import annotations
@@ -132,5 +135,18 @@ def alter(x: Tensor, lengths: Tensor, cfg: AlterationConfig, generator: torch.Ge
         mask |= valid[:, :, None] & band[:, None, :]
     if cfg.magnitude:
         out, noised = magnitude_alteration(out, cfg, generator)
+    if not (cfg.time or cfg.frequency):  # s3prl: mask_label = ones when neither alteration marks anything
+        mask = valid[:, :, None].expand(B, T, D).clone()
     out = out.masked_fill(~valid[:, :, None], 0.0)
     return Altered(out, mask & valid[:, :, None], tmask & valid, band, dice, noised)
+
+
+def target_mask(altered: Altered, lengths: Tensor, target_dim: int) -> Tensor:
+    """The loss mask for a reconstruction target of ``target_dim`` dims: ``altered.mask`` when the target is
+    the input; for another target (Mockingjay's linear spectrogram) every dim of the altered frames (s3prl
+    marks whole frames; frequency alteration then needs equal dims, see ``TeraConfig.check``)."""
+    B, T, D = altered.mask.shape
+    if target_dim == D:
+        return altered.mask
+    frames = altered.mask.any(-1)  # time-altered frames (or every valid frame in the M-only case)
+    return frames[:, :, None].expand(B, T, target_dim) & valid_mask(lengths, T)[:, :, None]

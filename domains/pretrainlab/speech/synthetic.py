@@ -1,6 +1,6 @@
 """Synthetic speech corpus from eSpeak NG, written in the real formats the readers take.
 
-Layout written under ``out/`` (the LibriSpeech, CPC and Speech Commands conventions)::
+Layout written under ``out/`` (the LibriSpeech, CPC and Speech Commands / SUPERB conventions)::
 
     LibriSpeech/train-clean-100/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac   16 kHz mono FLAC
     LibriSpeech/train-clean-100/<spk>/<chapter>/<spk>-<chapter>.trans.txt    "<utt-id> TRANSCRIPT"
@@ -8,13 +8,18 @@ Layout written under ``out/`` (the LibriSpeech, CPC and Speech Commands conventi
     LibriSpeech/converted_aligned_phones.txt   CPC: "<utt-id> <phone id per 10 ms frame> ..."
     LibriSpeech/phones.txt                     phone id -> name (one per line, id order)
     LibriSpeech/train_split.txt, test_split.txt   CPC's utterance-id splits
-    speech_commands/<keyword>/<speaker-hash>_nohash_<n>.wav                  1 s, 16 kHz wav
-    speech_commands/validation_list.txt, testing_list.txt, _background_noise_/white_noise.wav
+    speech_commands/<word>/<speaker-hash>_nohash_<n>.wav        1 s clips: 10 keywords + other words
+    speech_commands/_background_noise_/*.wav                    noise recordings (SUPERB's _silence_ source)
+    speech_commands/validation_list.txt, testing_list.txt       Warden's lists (dev speakers; test: none here)
+    speech_commands_test/<class>/*.wav         SUPERB's test set layout: 10 keywords, _unknown_, _silence_
 
 Speakers are eSpeak NG voices x variants (``en-us+m3``, ``en+f2``...) with their own pitch, range
 and speaking rate (jittered per utterance); utterances are random sentences; every file gets
 added noise (SNR 15-35 dB) and a third a synthetic room reverberation. Phone labels come from
-eSpeak's phoneme events: the phone active at each 10 ms frame's centre.
+eSpeak's phoneme events: the phone at each frame's centre, one label per upstream frame (frame
+``t`` centred on sample ``160 t``, ``N // 160 + 1`` labels). Keyword speakers' hashes are chosen so
+that s3prl's hashing rule puts the dev speakers in dev and the others in train; the test speakers'
+clips go to the separate test set, as in SUPERB.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import numpy as np
 
 from pretrainlab.speech.audio import resample, save_audio
 from pretrainlab.speech.espeak import SILENCE, synthesize
+from pretrainlab.speech.formats import KEYWORDS, SILENCE_CLASS, UNKNOWN, warden_split
 
 SAMPLE_RATE = 16000
-HOP, WIN = 160, 400
-KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")  # Speech Commands v1 keywords
+HOP = 160
+AUXILIARY = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow")  # v1's other words
 WORDS = ("the", "of", "and", "a", "to", "in", "he", "have", "it", "that", "for", "they", "with", "as", "not",
          "on", "she", "at", "by", "this", "we", "you", "do", "but", "from", "or", "which", "one", "would", "all",
          "will", "there", "say", "who", "make", "when", "can", "more", "if", "no", "man", "out", "other", "so",
@@ -52,6 +58,17 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f
 # profile: (speakers, utterances per speaker, words per utterance (lo, hi), keyword repetitions per speaker)
 PROFILES = {"smoke": (4, 4, (3, 5), 1), "tiny": (10, 20, (5, 9), 3), "full": (40, 100, (6, 14), 8)}
 TEST_FRACTION = 0.25
+KW_TEST_FRACTION, KW_DEV_FRACTION = 0.3, 0.1  # keyword speakers in the test set / in dev
+
+
+def keyword_hash(i: int, split: str) -> str:
+    """An 8-hex speaker hash that s3prl's ``split_dataset`` rule assigns to ``split`` ('train' / 'dev')."""
+    k = 0
+    while True:
+        h = hashlib.sha1(f"spk{i}-{k}".encode()).hexdigest()[:8]
+        if warden_split(f"{h}_nohash_0.wav") == split:
+            return h
+        k += 1
 
 
 def speaker_table(n: int, rng: np.random.Generator) -> list[dict[str, object]]:
@@ -64,17 +81,17 @@ def speaker_table(n: int, rng: np.random.Generator) -> list[dict[str, object]]:
         female = var.startswith("f")
         out.append({"id": 100 + i, "chapter": 1000 + i, "voice": f"{voice}+{var}",
                     "pitch": int(rng.integers(45, 80) if female else rng.integers(20, 55)),
-                    "range": int(rng.integers(30, 80)), "rate": int(rng.integers(135, 195)),
-                    "hash": hashlib.sha1(f"spk{i}".encode()).hexdigest()[:8]})
+                    "range": int(rng.integers(30, 80)), "rate": int(rng.integers(135, 195))})
     return out
 
 
 def frame_labels(phones: list[tuple[int, str]], sr_events: int, n_samples: int) -> list[str]:
-    """Phone active at each frame centre (frame ``t`` covers ``[160 t, 160 t + 400)`` at 16 kHz)."""
-    n_frames = max(0, 1 + (n_samples - WIN) // HOP)
+    """Phone active at each frame centre (frame ``t`` of the centred STFT is centred on sample ``160 t``;
+    ``N // 160 + 1`` frames at 16 kHz, the upstream's frame count)."""
+    n_frames = n_samples // HOP + 1
     starts = np.array([s * SAMPLE_RATE / sr_events for s, _ in phones], dtype=np.float64)
     names = [p for _, p in phones]
-    centres = np.arange(n_frames) * HOP + WIN / 2
+    centres = np.arange(n_frames) * HOP
     idx = np.searchsorted(starts, centres, side="right") - 1
     return [SILENCE if i < 0 else names[i] for i in idx]
 
@@ -140,7 +157,8 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
     train_ids, test_ids = [], []
     n_test = max(1, round(n_utt * TEST_FRACTION))
     seconds = 0.0
-    bar = tqdm(total=n_spk * n_utt + n_spk * len(KEYWORDS) * reps, desc="espeak corpus", unit="utt", leave=False)
+    bar = tqdm(total=n_spk * n_utt + n_spk * (len(KEYWORDS) * reps + len(AUXILIARY)), desc="espeak corpus",
+               unit="utt", leave=False)
     for spk in speakers:
         folder = sub / str(spk["id"]) / str(spk["chapter"])
         folder.mkdir(parents=True, exist_ok=True)
@@ -166,30 +184,57 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
     (root / "train_split.txt").write_text("\n".join(train_ids) + "\n")
     (root / "test_split.txt").write_text("\n".join(test_ids) + "\n")
 
-    kw = out / "speech_commands"
-    test_spk = {str(s["hash"]) for s in speakers[-max(1, round(n_spk * 0.3)):]}
-    val_spk = {str(speakers[0]["hash"])} if n_spk > 3 else set()
-    testing, validation = [], []
-    for spk in speakers:
-        for word in KEYWORDS:
-            for r in range(reps):
-                wave, _, _ = speak(word, spk, rng)
-                clip = np.zeros(SAMPLE_RATE, np.float32)
-                n = min(len(wave), SAMPLE_RATE)
-                off = int(rng.integers(0, SAMPLE_RATE - n + 1))
-                s = (len(wave) - n) // 2
-                clip[off:off + n] = wave[s:s + n]
-                rel = f"{word}/{spk['hash']}_nohash_{r}.wav"
-                save_audio(kw / rel, degrade(clip, rng), SAMPLE_RATE)
-                if spk["hash"] in test_spk:
-                    testing.append(rel)
-                elif spk["hash"] in val_spk:
-                    validation.append(rel)
+    kw, kw_test = out / "speech_commands", out / "speech_commands_test"
+    n_test = max(1, round(n_spk * KW_TEST_FRACTION))
+    n_dev = max(1, round(n_spk * KW_DEV_FRACTION))
+    roles = ["test"] * n_test + ["dev"] * n_dev + ["train"] * (n_spk - n_test - n_dev)
+    validation = []
+    for i, (spk, role) in enumerate(zip(speakers, roles)):
+        h = keyword_hash(i, "dev" if role == "dev" else "train")
+        for word in KEYWORDS + AUXILIARY:
+            for r in range(reps if word in KEYWORDS else 1):
+                clip = _keyword_clip(word, spk, rng)
+                if role == "test":
+                    rel = f"{word if word in KEYWORDS else UNKNOWN}/{h}_nohash_{word}_{r}.wav"
+                    save_audio(kw_test / rel, clip, SAMPLE_RATE)
+                else:
+                    rel = f"{word}/{h}_nohash_{r}.wav"
+                    save_audio(kw / rel, clip, SAMPLE_RATE)
+                    if role == "dev":
+                        validation.append(rel)
                 bar.update()
-    (kw / "testing_list.txt").write_text("\n".join(testing) + "\n")
+        if role == "test":  # SUPERB's test set holds 1 s _silence_ clips of background noise
+            for r in range(reps):
+                save_audio(kw_test / SILENCE_CLASS / f"{h}_silence_{r}.wav", _noise(SAMPLE_RATE, rng), SAMPLE_RATE)
+    (kw / "testing_list.txt").write_text("")
     (kw / "validation_list.txt").write_text("\n".join(validation) + "\n")
-    save_audio(kw / "_background_noise_" / "white_noise.wav", rng.normal(0, 0.1, SAMPLE_RATE * 2).astype(np.float32),
-               SAMPLE_RATE)
+    for name in ("white_noise", "pink_noise", "running_tap"):
+        save_audio(kw / "_background_noise_" / f"{name}.wav", _noise(3 * SAMPLE_RATE, rng, name), SAMPLE_RATE)
     bar.close()
     print(f"wrote {n_spk * n_utt} utterances ({seconds / 60:.1f} min, {len(inventory)} phones, {n_spk} speakers) "
-          f"and {n_spk * len(KEYWORDS) * reps} keyword clips ({profile})")
+          f"and {n_spk * (len(KEYWORDS) * reps + len(AUXILIARY))} keyword clips ({profile})")
+
+
+def _keyword_clip(word: str, spk: dict[str, object], rng: np.random.Generator) -> np.ndarray:
+    """``word`` spoken by ``spk``, placed at a random offset in a 1 s clip, degraded."""
+    wave, _, _ = speak(word, spk, rng)
+    clip = np.zeros(SAMPLE_RATE, np.float32)
+    n = min(len(wave), SAMPLE_RATE)
+    off = int(rng.integers(0, SAMPLE_RATE - n + 1))
+    s = (len(wave) - n) // 2
+    clip[off:off + n] = wave[s:s + n]
+    return degrade(clip, rng)
+
+
+def _noise(n: int, rng: np.random.Generator, kind: str = "") -> np.ndarray:
+    """``n`` samples of background noise: white, pink (1/f), or a tap-like band-passed noise."""
+    x = rng.normal(0, 1, n)
+    if kind in ("pink_noise", "running_tap", ""):
+        f = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+        spec = np.fft.rfft(x)
+        if kind == "running_tap":
+            spec *= np.exp(-0.5 * ((f - 2500) / 1200) ** 2)
+        else:
+            spec /= np.sqrt(np.maximum(f, 20.0))
+        x = np.fft.irfft(spec, n)
+    return (x / (np.abs(x).max() + 1e-9) * rng.uniform(0.05, 0.3)).astype(np.float32)

@@ -11,7 +11,13 @@
   ``(B, T, H)``); :class:`Featurizer` is the learnable softmax-weighted sum over them that probes use.
 
 The layers are ``torch.nn.TransformerEncoderLayer(norm_first=False)``, which is exactly the post-LN
-BERT layer and runs PyTorch's fused scaled-dot-product attention on GPUs.
+BERT layer and runs PyTorch's fused scaled-dot-product attention on GPUs (s3prl's separate
+``query`` / ``key`` / ``value`` projections are its ``in_proj`` rows, see :mod:`pretrainlab.speech.s3prl_format`).
+
+Inputs longer than ``max_frames`` (s3prl ``task.sequence_length``) are cut with ``torch.chunk`` into
+``ceil(T / max_frames)`` equal parts that are encoded separately, each with positions from 0, and
+concatenated (s3prl ``upstream/mockingjay/builder.py`` ``_forward``); see :meth:`TeraEncoder.forward`
+for how a batch is chunked.
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ from pretrainlab.speech.config import ModelConfig
 
 
 def sinusoidal_positions(n: int, dim: int) -> Tensor:
-    """``(n, dim)`` table of Vaswani et al. 2017 (sin on even dims, cos on odd dims)."""
-    pos = torch.arange(n, dtype=torch.float32)[:, None]
-    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(n, dim)
-    pe[:, 0::2] = torch.sin(pos * div)
-    pe[:, 1::2] = torch.cos(pos * div[: dim // 2])
-    return pe
+    """``(n, dim)`` table of Vaswani et al. 2017: ``pos / 10000^(2 (j // 2) / dim)``, sin on even ``j``,
+    cos on odd ``j``; computed in float64 and rounded to float32 once, as s3prl's numpy table."""
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    j = torch.arange(dim, dtype=torch.float64)
+    angle = pos / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / dim)
+    pe = torch.where(j.long() % 2 == 0, torch.sin(angle), torch.cos(angle))
+    return pe.float()
+
+
+ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "swish": torch.nn.functional.silu}  # s3prl model.py ACT2FN
 
 
 class TeraEncoder(nn.Module):
@@ -46,11 +55,13 @@ class TeraEncoder(nn.Module):
         self.input_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
         self.input_dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList([
-            nn.TransformerEncoderLayer(cfg.hidden, cfg.heads, cfg.ffn, dropout=cfg.dropout, activation=cfg.activation,
+            nn.TransformerEncoderLayer(cfg.hidden, cfg.heads, cfg.ffn, dropout=cfg.dropout,
+                                       activation=ACTIVATIONS[cfg.activation],  # type: ignore[arg-type]
                                        layer_norm_eps=cfg.layer_norm_eps, batch_first=True, norm_first=False)
             for _ in range(cfg.layers)])
-        for layer in self.layers:  # s3prl: attention dropout is its own probability
-            layer.self_attn.dropout = cfg.attention_dropout
+        for layer in self.layers:
+            layer.self_attn.dropout = cfg.attention_dropout  # s3prl: attention_probs_dropout_prob of its own
+            layer.dropout = nn.Dropout(0.0)  # s3prl's FFN has no dropout between the activation and output.dense
         self.apply(self._init)
 
     def _init(self, m: nn.Module) -> None:
@@ -72,22 +83,45 @@ class TeraEncoder(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor | list[Tensor]]:
         """``x`` ``(B, T, D)``, ``lengths`` ``(B,)`` -> ``{"last_hidden_state": (B, T, H),
-        "hidden_states": [(B, T, H)] * (L + 1), "padding_mask": (B, T) bool (True = padding)}``."""
+        "hidden_states": [(B, T, H)] * (L + 1), "padding_mask": (B, T) bool (True = padding)}``.
+
+        An utterance longer than ``max_frames`` is cut with ``torch.chunk`` into ``ceil(L / max_frames)``
+        equal parts encoded separately (s3prl builder.py). Deviation: s3prl chunks the padded batch,
+        so its states depend on the batch's longest utterance; here each utterance is chunked by its
+        own length (s3prl with batch size 1, which ``embed`` matches), whatever it is batched with."""
         B, T, _ = x.shape
-        if T > self.cfg.max_frames:
-            raise ValueError(f"{T} frames exceed model.max_frames={self.cfg.max_frames}; crop or chunk the input")
-        pad = None
-        if lengths is not None:
-            pad = torch.arange(T, device=x.device)[None, :] >= lengths[:, None]
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=x.device)
+        pad = torch.arange(T, device=x.device)[None, :] >= lengths[:, None]
+        m = self.cfg.max_frames
+        if T <= m:
+            hidden = self._encode(x, lengths)
+            return {"last_hidden_state": hidden[-1], "hidden_states": hidden, "padding_mask": pad}
+        hidden = [x.new_zeros(B, T, self.cfg.hidden) for _ in range(self.cfg.layers + 1)]
+        short = (lengths <= m).nonzero().flatten()
+        if len(short):  # utterances that fit: one batch, as usual
+            t = int(lengths[short].max())
+            for k, h in enumerate(self._encode(x[short, :t], lengths[short])):
+                hidden[k][short, :t] = h
+        for b in (lengths > m).nonzero().flatten().tolist():  # each long utterance by its own chunks
+            n = int(lengths[b])
+            parts = [self._encode(c, torch.tensor([c.shape[1]], device=x.device))
+                     for c in torch.chunk(x[b:b + 1, :n], math.ceil(n / m), dim=1)]
+            for k, hs in enumerate(zip(*parts)):
+                hidden[k][b:b + 1, :n] = torch.cat(hs, dim=1)
+        return {"last_hidden_state": hidden[-1], "hidden_states": hidden, "padding_mask": pad}
+
+    def _encode(self, x: Tensor, lengths: Tensor) -> list[Tensor]:
+        """One chunk ``(B, t <= max_frames, D)`` -> the ``L + 1`` hidden states, positions from 0."""
+        T = x.shape[1]
+        pad = torch.arange(T, device=x.device)[None, :] >= lengths[:, None]
         h = self.spec_transform(x) + self.positions[:T].to(x.dtype)
         h = self.input_dropout(self.input_norm(h))
         hidden = [h]
         for layer in self.layers:
             h = layer(h, src_key_padding_mask=pad)
             hidden.append(h)
-        if pad is None:
-            pad = torch.zeros(B, T, dtype=torch.bool, device=x.device)
-        return {"last_hidden_state": h, "hidden_states": hidden, "padding_mask": pad}
+        return hidden
 
 
 class PredictionHead(nn.Module):
@@ -96,7 +130,7 @@ class PredictionHead(nn.Module):
     def __init__(self, cfg: ModelConfig, output_dim: int) -> None:
         super().__init__()
         self.dense = nn.Linear(cfg.hidden, cfg.hidden)
-        self.act = nn.GELU()
+        self.act = {"gelu": nn.GELU(), "relu": nn.ReLU(), "swish": nn.SiLU()}[cfg.activation]  # s3prl hidden_act
         self.norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
         self.output = nn.Linear(cfg.hidden, output_dim)
 
