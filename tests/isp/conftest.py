@@ -9,16 +9,16 @@ import pytest
 
 @pytest.fixture(scope="session")
 def smoke_data() -> Path:
-    from pretrainlab.isp.domain import synthetic_data
+    from pretrainlab.isp import api
 
-    return synthetic_data("smoke")
+    return api.synthetic_data("smoke")
 
 
 @pytest.fixture(scope="session")
 def smoke_cfg():  # -> ISPConfig
-    from pretrainlab.isp.domain import load
+    from pretrainlab.isp import api
 
-    return load("efficientisp_unpaired", "smoke", ["train.progress=false"])
+    return api.load("efficientisp_unpaired", "smoke", ["train.progress=false"])
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +31,10 @@ def smoke_nets(smoke_data, smoke_cfg):  # -> FeatureNets
 @pytest.fixture(scope="session")
 def smoke_run(smoke_data, smoke_nets, tmp_path_factory) -> Path:
     """A 3-step unpaired EfficientISP run (checkpoint for eval / render / demo tests)."""
-    from pretrainlab.isp.domain import load
+    from pretrainlab.isp import api
     from pretrainlab.isp.unpaired_training import pretrain
 
-    cfg = load("efficientisp_unpaired", "smoke", ["train.progress=false"])
+    cfg = api.load("efficientisp_unpaired", "smoke", ["train.progress=false"])
     run = tmp_path_factory.mktemp("isp-run")
     pretrain(cfg, smoke_data, run, nets=smoke_nets)
     return run

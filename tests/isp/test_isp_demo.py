@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
@@ -21,9 +22,22 @@ def test_render_file_and_sample(app, smoke_run: Path, smoke_data: Path) -> None:
     conv, learned, crop, info, png = app.render_file(smoke_data / "samples/0.dng", smoke_run)
     assert conv.shape == learned.shape == (96, 128, 3) and conv.dtype == np.uint8
     assert crop.shape[0] == 4 * 24 and crop.shape[1] == 2 * 4 * 32 + 4
-    assert "0.dng" in info and "efficientisp" in info and Path(png).exists()
+    assert "0.dng" in info and Path(png).exists()
+    assert "smoke profile" in info and "NOT meaningful" in info  # a 3-step model says so on the page
     out = app.predict_sample("0.npy", smoke_run)
     assert out[1].shape == (96, 128, 3)
+
+
+def test_released_weights_in_the_demo(app, tmp_path: Path, smoke_data: Path) -> None:
+    from pretrainlab.isp.generators import build_generator
+
+    w = tmp_path / "models/Fujifilm/RMFA_TINY_unpaired_step_48270.pth"
+    w.parent.mkdir(parents=True)
+    torch.save(build_generator("rmfanet_tiny").state_dict(), w)
+    _, learned, _, info, _ = app.render_file(smoke_data / "samples/0.png", weights=w, arch="rmfanet_tiny")
+    assert learned.shape == (96, 128, 3)
+    assert "imported reference weights" in info and "RMFA_TINY_unpaired_step_48270.pth" in info and "Fujifilm" in info
+    assert "29223 params" in info
 
 
 def test_predict_upload_rejects_bad_files(app, smoke_run: Path, tmp_path: Path) -> None:
@@ -62,6 +76,7 @@ def test_browser_upload_render_and_error(app, smoke_run: Path, smoke_data: Path,
     page.wait_for_function("() => document.querySelector('#isp-info textarea')?.value.includes('1.dng')",
                            timeout=60_000)
     assert "mosaic" in page.input_value("#isp-info textarea")
+    assert "NOT meaningful" in page.input_value("#isp-info textarea")
     assert page.locator("img").count() >= 2
     bad = tmp_path / "broken.dng"
     bad.write_bytes(b"not a raw file at all")

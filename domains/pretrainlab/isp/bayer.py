@@ -1,30 +1,47 @@
-"""Bayer mosaic packing and per-dataset normalisation (paper Sec. 4 "Datasets"; PyNET / ref code).
+"""Bayer mosaic packing and per-dataset normalisation (paper Sec. 4 "Datasets"; ref code).
 
 A RAW mosaic ``(H, W)`` is packed to 4 channels ``(4, H/2, W/2)`` in the reference order
-``[1::2, 1::2], [0::2, 1::2], [0::2, 0::2], [1::2, 0::2]`` (for RGGB: B, G, R, G), then
-normalised ``(x - black) / (white - black)`` with the dataset's constants.
+``[1::2, 1::2], [0::2, 1::2], [0::2, 0::2], [1::2, 0::2]`` (for RGGB: B, G, R, G; ref:
+pretrained/run_inference.py ``preprocess_raw_image``), then normalised per packed channel
+``(x - black) / divisor`` with the dataset's constants (:data:`NORM_PRESETS`).
+
+NTIRE 2026 ``.npy`` RAWs are packed in another order, R, G, G, B (the challenge baseline's
+``RawToRgbTransform``: ``r = x[0]``, ``g = (x[1] + x[2]) / 2``, ``b = x[3]``);
+:func:`ntire_to_packed` / :func:`packed_to_ntire` convert.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 # packing order of the reference code: (row offset, col offset) of each packed channel
 PACK_OFFSETS = ((1, 1), (0, 1), (0, 0), (1, 0))
-# name -> (black level per packed channel, white level)
-NORM_PRESETS: dict[str, tuple[tuple[float, float, float, float], float]] = {
-    "zurich": ((0.0, 0.0, 0.0, 0.0), 1020.0),  # PyNET: raw / (4 * 255)
-    "mai": ((0.0, 0.0, 0.0, 0.0), 1020.0),  # MAI 2021 (PyNET loader)
-    "fujifilm": ((62.0, 60.0, 58.0, 61.0), 1023.0),  # Fujifilm UltraISP (ref code)
-    "ntire": ((0.0, 0.0, 0.0, 0.0), 1023.0),  # NTIRE 2026 .npy: / 1023
-    "synthetic": ((60.0, 60.0, 60.0, 60.0), 1023.0),  # this project's unprocessed 10-bit mosaics
+# NTIRE 2026 .npy channel order R, G(0,1), G(1,0), B (of an RGGB mosaic) -> our packed index
+NTIRE_TO_PACKED = (3, 1, 0, 2)  # packed[i] = ntire[NTIRE_TO_PACKED[i]]
+PACKED_TO_NTIRE = (2, 1, 3, 0)  # ntire[j] = packed[PACKED_TO_NTIRE[j]]
+
+# name -> (black level per packed channel, divisor per packed channel): x_norm = (x - black) / divisor
+NORM_PRESETS: dict[str, tuple[tuple[float, float, float, float], tuple[float, float, float, float]]] = {
+    # PyNET / MAI loaders: raw / (4 * 255)
+    "zurich": ((0.0, 0.0, 0.0, 0.0), (1020.0, 1020.0, 1020.0, 1020.0)),
+    "mai": ((0.0, 0.0, 0.0, 0.0), (1020.0, 1020.0, 1020.0, 1020.0)),
+    # ref: pretrained/run_inference.py and load_dataset.py raw_transform: (x - [62, 60, 58, 61]) / (1023 - [...]);
+    # the reference applies it to every dataset it trains on (Fujifilm UltraISP and Zurich alike)
+    "fujifilm": ((62.0, 60.0, 58.0, 61.0), (961.0, 963.0, 965.0, 962.0)),
+    # ref: pretrained/model.py preprocess_raw_with_three_channel_split: clamp(raw - 63, 0) / 1023 (RMFA-Net)
+    "rmfanet": ((63.0, 63.0, 63.0, 63.0), (1023.0, 1023.0, 1023.0, 1023.0)),
+    # NTIRE 2026 baseline (load_dataset_ntire.RawTransform, predict.py): raw / 1023
+    "ntire": ((0.0, 0.0, 0.0, 0.0), (1023.0, 1023.0, 1023.0, 1023.0)),
+    # this project's unprocessed 10-bit mosaics (black 60, white 1023)
+    "synthetic": ((60.0, 60.0, 60.0, 60.0), (963.0, 963.0, 963.0, 963.0)),
 }
+# the preprocessing of the reference's released generators (render --weights)
+REFERENCE_NORM = {"efficientisp": "fujifilm", "robustisp": "fujifilm", "rmfanet_tiny": "rmfanet"}
 
 
 def check_pattern(pattern: str) -> str:
-    p = pattern.upper()
+    p = str(pattern).upper()
     if p not in PATTERNS:
         raise ValueError(f"unknown Bayer pattern '{pattern}'; use one of {', '.join(PATTERNS)}")
     return p
@@ -44,6 +61,16 @@ def unpack(packed: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def ntire_to_packed(x: torch.Tensor) -> torch.Tensor:
+    """NTIRE ``(..., 4, h, w)`` in R, G, G, B order -> the reference packing order (B, G, R, G)."""
+    return x[..., list(NTIRE_TO_PACKED), :, :]
+
+
+def packed_to_ntire(x: torch.Tensor) -> torch.Tensor:
+    """Reference packing order ``(..., 4, h, w)`` -> NTIRE R, G, G, B."""
+    return x[..., list(PACKED_TO_NTIRE), :, :]
+
+
 def color_masks(pattern: str, h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
     """``(3, H, W)`` 0/1 masks of the R, G, B sites of a mosaic with the given pattern."""
     p = check_pattern(pattern)
@@ -54,13 +81,15 @@ def color_masks(pattern: str, h: int, w: int, device: torch.device | None = None
     return m
 
 
-def rgb_split(packed: torch.Tensor, pattern: str = "RGGB") -> torch.Tensor:
-    """RMFA-Net input: ``(B, 4, h, w)`` -> full-resolution R / G / B planes ``(B, 3, 2h, 2w)``.
+def rgb_planes(packed: torch.Tensor, pattern: str = "RGGB") -> torch.Tensor:
+    """RMFA-Net input: ``(B, 4, h, w)`` normalised packed -> R / G / B planes ``(B, 3, 2h, 2w)``.
 
-    Each plane holds the mosaic's samples of that colour and zeros elsewhere.
+    As the reference (pretrained/model.py ``preprocess_raw_with_three_channel_split``): each plane
+    keeps the mosaic's (clamped at 0) samples of its colour and holds ONES everywhere else.
     """
-    mos = unpack(packed)
-    return mos * color_masks(pattern, mos.shape[-2], mos.shape[-1], packed.device).to(mos.dtype)
+    mos = unpack(packed).clamp_min(0)
+    m = color_masks(pattern, mos.shape[-2], mos.shape[-1], packed.device).to(mos.dtype)[None]
+    return mos * m + (1 - m)
 
 
 def to_rggb(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
@@ -76,14 +105,23 @@ def to_rggb(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
     return m[..., :h, :w]
 
 
-def normalise(packed: torch.Tensor, norm: str) -> torch.Tensor:
-    """``(..., 4, h, w)`` raw counts -> ``(x - black) / (white - black)`` per packed channel."""
+def check_norm(norm: str) -> str:
     if norm not in NORM_PRESETS:
         raise ValueError(f"unknown normalisation '{norm}'; use one of {', '.join(NORM_PRESETS)}")
-    black, white = NORM_PRESETS[norm]
-    b = torch.tensor(black, dtype=torch.float32).view(4, 1, 1)
-    return (packed.float() - b) / (white - b)
+    return norm
 
 
-def resize_like(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+def normalise(packed: torch.Tensor, norm: str) -> torch.Tensor:
+    """``(..., 4, h, w)`` raw counts -> ``(x - black) / divisor`` per packed channel (float32, no clamp)."""
+    black, div = NORM_PRESETS[check_norm(norm)]
+    b = torch.tensor(black, dtype=torch.float32, device=packed.device).view(4, 1, 1)
+    d = torch.tensor(div, dtype=torch.float32, device=packed.device).view(4, 1, 1)
+    return (packed.float() - b) / d
+
+
+def denormalise(x: torch.Tensor, norm: str) -> torch.Tensor:
+    """Inverse of :func:`normalise`: normalised ``(..., 4, h, w)`` -> counts."""
+    black, div = NORM_PRESETS[check_norm(norm)]
+    b = torch.tensor(black, dtype=torch.float32, device=x.device).view(4, 1, 1)
+    d = torch.tensor(div, dtype=torch.float32, device=x.device).view(4, 1, 1)
+    return x.float() * d + b

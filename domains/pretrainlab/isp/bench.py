@@ -1,16 +1,27 @@
-"""``pretrainlab isp bench``: per-generator Full-HD inference latency + training-step throughput / memory."""
+"""``pretrainlab isp bench``: per generator, Full-HD inference latency and the unpaired training step.
+
+The training step is the core trainer's own ``train_step`` with every discriminator due at every
+step (``loss.d_every = 1``): generator forward, the five gradient-norm passes of the balancing, the
+three discriminators with R1 / R2. On CUDA the paper's sizes are used (VGG-19 / AlexNet at full
+width, ViT-B/16 at 224, discriminators 48-128-192-192-128 + FC 1024, 256x256 patches); on a CPU
+the tiny profile's sizes. Feature networks are randomly initialised (their weights do not change
+the cost).
+"""
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
-import torch
+from pretrainlab.isp import api
+
+GENERATORS = ("efficientisp", "robustisp", "rmfanet_tiny")
 
 
-def fullhd_latency(gen: torch.nn.Module, device: torch.device, dtype: torch.dtype | None, reps: int = 3) -> float:
+def fullhd_latency(gen: Any, device: Any, dtype: Any, reps: int = 3) -> float:
     """Mean seconds to render one 1920x1080 frame (packed input 4 x 540 x 960)."""
+    import torch
+
     x = torch.rand(1, 4, 540, 960, device=device)
     gen = gen.to(device).eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -25,44 +36,36 @@ def fullhd_latency(gen: torch.nn.Module, device: torch.device, dtype: torch.dtyp
     return (time.perf_counter() - t0) / reps
 
 
-def run_bench(a: argparse.Namespace) -> list[dict[str, Any]]:
-    from pretrainlab.core.bench import bench_task, report
-    from pretrainlab.core.config import merge
+def bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size: int | None = None,
+          precision: str = "auto", compile: bool = False, generators: tuple[str, ...] = GENERATORS) -> list[dict[str, Any]]:
+    import torch
+
+    from pretrainlab.core.bench import bench_task
     from pretrainlab.core.train import autocast_dtype, select_device
-    from pretrainlab.isp.config import ISPConfig
-    from pretrainlab.isp.feature_networks import FeatureNets
-    from pretrainlab.isp.generators import GENERATORS, build_generator, count_macs, count_params
-    from pretrainlab.isp.unpaired_training import ISPTask
 
-    dev = select_device(a.device)
-    dtype = autocast_dtype(a.precision, dev)
-    names = list(GENERATORS) if a.generator == "all" else [a.generator]
-    size = a.size or (128 if dev.type == "cuda" else 32)
-    bs = a.batch_size or (32 if dev.type == "cuda" else 4)
+    dev = select_device(device)
+    cuda = dev.type == "cuda"
+    dtype = autocast_dtype(precision, dev)
+    h = 128 if cuda else 32  # packed patch side (RGB 256 on CUDA: the UltraISP patches)
+    bs = batch_size or (32 if cuda else 4)
     results = []
-    for name in names:
-        gen = build_generator(name)
-        lat = fullhd_latency(gen, dev, dtype, reps=3 if dev.type == "cuda" else 1)
-        # paper-size discriminators / ViT on CUDA, the tiny ones on CPU (feature nets at random init)
-        over: dict[str, Any] = {"model.generator": name, "loss.mode": "unpaired"}
-        if dev.type != "cuda":
-            over.update({"loss.disc_width": 16, "loss.disc_fc": 256, "loss.colour_hidden": 128})
-        cfg = merge(ISPConfig(), over)
-        task = ISPTask(cfg, FeatureNets(cfg.features).freeze())
-        task.always_d = True
-        h = size
+    for name in generators:
+        over = ["loss.d_every=1", f"model.generator={name}", "loss.mode=unpaired"]
+        if cuda:
+            over += ["features.width_div=1"]
+        cfg = api.load(f"{name}_unpaired", "full" if cuda else "tiny", over)
+        task = api.random_task(cfg, (2 * h, 2 * h), paper_vit=cuda)  # CUDA: the paper's ViT-B/16 at 224
+        gen = api.build_generator(name)
+        lat = fullhd_latency(gen, dev, dtype, reps=3 if cuda else 1)
 
-        def make_batch(h: int = h) -> dict[str, torch.Tensor]:
+        def make_batch() -> dict[str, torch.Tensor]:
             return {"raw": torch.rand(bs, 4, h, h), "ref": torch.rand(bs, 3, 2 * h, 2 * h),
-                    "real": torch.rand(bs, 3, 2 * h, 2 * h), "target": torch.rand(bs, 3, 2 * h, 2 * h)}
+                    "real": torch.rand(bs, 3, 2 * h, 2 * h)}
 
-        steps = a.steps if dev.type == "cuda" else min(a.steps, 5)
-        res = bench_task(task, make_batch, steps=steps, warmup=min(a.warmup, 2), device=a.device,
-                         precision=a.precision, compile=a.compile, name=f"isp-{name}-unpaired-train-step",
-                         extra={"generator": name, "generator_params": count_params(gen),
-                                "GMACs_FullHD": count_macs(gen.cpu(), (540, 960)) / 1e9,
-                                "fullhd_latency_s": lat, "patch": 2 * h,
-                                "note": "training step = G forward + 5 grad-norm passes + 3 discriminators with R1/R2"})
+        res = bench_task(task, make_batch, steps=steps, warmup=warmup, device=device, precision=precision,
+                         compile=compile, name=f"isp-{name}-unpaired-train-step", train=cfg.train,
+                         extra={"generator": name, "generator_params": api.count_params(gen),
+                                "GMACs_FullHD": api.gmacs_fullhd(gen.cpu()), "fullhd_latency_s": lat,
+                                "patch": 2 * h, "note": "G forward + 5 grad-norm passes + 3 discriminators with R1/R2"})
         results.append(res)
-    report(results, a.out)
     return results

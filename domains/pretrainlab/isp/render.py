@@ -1,77 +1,177 @@
-"""RAW -> RGB rendering with a trained generator or the conventional ISP (``pretrainlab isp render``)."""
+"""RAW -> RGB rendering (``pretrainlab isp render``): a project checkpoint, the reference's released
+weights, or the conventional ISP.
+
+As the reference's inference script (ref: pretrained/run_inference.py): the whole frame goes
+through the generator at once (RMFA-Net's channel attention pools over the whole frame, so tiles
+would change the result), the output is clamped to [0, 1] and ``x * 255`` is TRUNCATED to uint8,
+saved as an RGB PNG. With released weights (``--weights REF.pth --arch A``) the RAW gets the
+reference preprocessing of that architecture (``bayer.REFERENCE_NORM``: Fujifilm black levels for
+EfficientISP / RobustISP, ``clamp(x - 63, 0) / 1023`` for RMFA-Net tiny) unless ``--norm`` says
+otherwise; a project checkpoint uses the normalisation it was trained with; camera RAW files
+(DNG, ...) always use their own black / white levels.
+
+Outputs are written into a temporary folder and moved into ``--out`` only when every input has
+rendered, so a failure leaves nothing behind. Output names are ``<stem>.png``; inputs that share a
+stem (``0.dng``, ``0.npy``) keep their extension (``0.dng.png``, ``0.npy.png``). An output that
+would overwrite an input is refused.
+"""
 
 from __future__ import annotations
 
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from pretrainlab.core.config import ConfigError
 from pretrainlab.core.data import DataError
-from pretrainlab.isp.formats import RAW_SUFFIXES, load_raw
-
-
-def render_tensor(packed: torch.Tensor, gen: torch.nn.Module | None, pattern: str = "RGGB", conventional_cfg=None,
-                  tile: int = 512) -> torch.Tensor:
-    """``(4, h, w)`` normalised packed RAW -> ``(3, 2h, 2w)`` in [0, 1]; learned renders are tiled."""
-    from pretrainlab.isp.conventional_isp import conventional_isp
-
-    x = packed[None].float()
-    if gen is None:
-        c = conventional_cfg
-        kw = {} if c is None else {"demosaic": c.demosaic, "wb_gains": tuple(c.wb_gains), "gamma": c.gamma}
-        return conventional_isp(x, pattern, **kw)[0]
-    p = next(gen.parameters())
-    x = x.to(p.device)
-    h, w = x.shape[-2:]
-    out = torch.zeros(3, 2 * h, 2 * w)
-    pad = 8
-    with torch.no_grad():
-        for y0 in range(0, h, tile):
-            for x0 in range(0, w, tile):
-                ya, xa = max(0, y0 - pad), max(0, x0 - pad)
-                yb, xb = min(h, y0 + tile + pad), min(w, x0 + tile + pad)
-                o = gen(x[..., ya:yb, xa:xb]).float().clamp(0, 1)[0].cpu()
-                ty, tx = min(tile, h - y0), min(tile, w - x0)
-                out[:, 2 * y0:2 * (y0 + ty), 2 * x0:2 * (x0 + tx)] = \
-                    o[:, 2 * (y0 - ya):2 * (y0 - ya + ty), 2 * (x0 - xa):2 * (x0 - xa + tx)]
-    return out
+from pretrainlab.isp.formats import NORMS, RAW_SUFFIXES, RawFrame, auto_norm, normalise_frame, read_raw
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
-    return (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    """``(3, H, W)`` -> ``(H, W, 3)`` uint8: clamp [0, 1], ``x * 255`` truncated (ref: save_generated_image)."""
+    return (img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
 
 
-def render_path(inp: Path, out: Path, ckpt: Path | None, conventional: bool = False, norm: str = "auto",
-                pattern: str = "auto") -> int:
-    """Render one RAW file or every RAW file of a folder to ``out/<stem>.png``."""
+@dataclass
+class Renderer:
+    """What renders: ``gen`` (None: the conventional ISP), how its input is normalised, and a label."""
+
+    gen: torch.nn.Module | None
+    norm: str | None  # None: the file's auto normalisation
+    label: str
+    conventional: Any = None  # ConventionalISPConfig (None: reference defaults)
+    kind: str = "conventional"  # conventional | checkpoint | reference
+
+    @torch.no_grad()
+    def __call__(self, frame: RawFrame, path: Path) -> torch.Tensor:
+        """One RAW frame -> ``(3, 2h, 2w)`` in [0, 1] (whole frame)."""
+        from pretrainlab.isp.conventional_isp import reference_render
+
+        if self.gen is None:
+            return reference_render(frame.counts[None], frame.pattern, self.conventional)[0].clamp(0, 1)
+        norm = self.norm or auto_norm(path)
+        x = normalise_frame(frame, norm)[None]
+        if hasattr(self.gen, "pattern"):
+            self.gen.pattern = frame.pattern
+        p = next(self.gen.parameters())
+        return self.gen(x.to(p.device, p.dtype)).float().clamp(0, 1)[0].cpu()
+
+
+def make_renderer(ckpt: Path | None = None, weights: Path | None = None, arch: str | None = None,
+                  conventional: bool = False, norm: str | None = None) -> Renderer:
+    """Exactly one of ``conventional``, ``ckpt`` (a project run) or ``weights`` + ``arch`` (released weights)."""
+    from pretrainlab.isp.bayer import REFERENCE_NORM
+    from pretrainlab.isp.generators import GENERATORS, load_reference_weights
+
+    chosen = [n for n, v in (("--conventional", conventional), ("--ckpt", ckpt), ("--weights", weights)) if v]
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)}: give only one of --ckpt, --weights (with --arch) or --conventional")
+    if not chosen:
+        raise ConfigError("--ckpt: missing; give a trained run (--ckpt RUN), the reference's released weights "
+                          "(--weights FILE.pth --arch NAME) or --conventional")
+    if norm is not None and norm not in NORMS:
+        raise ConfigError(f"--norm: '{norm}' is not allowed; allowed: {', '.join(NORMS)}")
+    if norm == "auto":
+        norm = None
+    if arch is not None and not weights:
+        raise ConfigError("--arch: only used with --weights (a project checkpoint knows its generator)")
+    if conventional:
+        return Renderer(None, None, "the conventional ISP (Menon 2007, WB, stretch, gamma; reference pipeline)")
+    if weights:
+        if not arch:
+            raise ConfigError(f"--arch: missing; which generator the weights hold: {', '.join(GENERATORS)}")
+        if arch not in GENERATORS:
+            raise ConfigError(f"--arch: '{arch}' is not allowed; allowed: {', '.join(GENERATORS)}")
+        gen = load_reference_weights(Path(weights), arch).eval()
+        return Renderer(gen, norm or REFERENCE_NORM[arch], f"the reference's released {arch} weights "
+                                                           f"{Path(weights).name}", kind="reference")
+    from pretrainlab.isp.unpaired_training import load_generator
+
+    assert ckpt is not None
+    gen, cfg, _ = load_generator(Path(ckpt))
+    trained = cfg.data.norm if cfg.data.norm != "auto" else None
+    return Renderer(gen, norm or trained, f"checkpoint {ckpt} ({cfg.model.generator})", cfg.conventional, "checkpoint")
+
+
+def _inputs(inp: Path) -> tuple[list[Path], list[str]]:
+    """RAW files of a file / folder, and the names of folder PNGs skipped because they are not RAW mosaics."""
+    from pretrainlab.core.guards import image_size
+
+    inp = Path(inp)
+    if not inp.exists():
+        raise DataError(inp, "file or folder not found")
+    if not inp.is_dir():
+        return [inp], []
+    files, skipped = [], []
+    for p in sorted(inp.iterdir()):
+        if not p.is_file() or p.suffix.lower() not in RAW_SUFFIXES or p.name.startswith("."):
+            continue
+        if p.suffix.lower() == ".png":
+            try:
+                mode = image_size(p)[2]
+            except DataError:
+                mode = ""
+            if mode in ("RGB", "RGBA", "L", "P", "LA"):  # an 8-bit image next to the RAWs (e.g. a target)
+                skipped.append(p.name)
+                continue
+        files.append(p)
+    if not files:
+        raise DataError(inp, f"no RAW files ({', '.join(RAW_SUFFIXES)})")
+    return files, skipped
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """``<stem>.png``; files sharing a stem keep their extension (``0.dng.png``)."""
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[f.stem] = stems.get(f.stem, 0) + 1
+    return [f"{f.name}.png" if stems[f.stem] > 1 else f"{f.stem}.png" for f in files]
+
+
+def render_path(inp: Path, out: Path, renderer: Renderer, pattern: str = "auto", progress: bool = True) -> list[Path]:
+    """Render one RAW file or every RAW file of a folder to ``out/``; returns the written paths."""
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from pretrainlab.core.io import atomic_write_bytes
+    files, skipped = _inputs(Path(inp))
+    names = output_names(files)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "--out exists and is not a folder")
+    inputs = {f.resolve() for f in files}
+    for n in names:
+        if (out / n).resolve() in inputs:
+            raise DataError(out / n, "rendering would overwrite this input RAW file; choose another --out")
+    anchor = out.absolute()
+    while not anchor.exists():  # the temporary folder lives in the nearest existing folder: nothing is created
+        anchor = anchor.parent  # outside it unless every input renders
+    tmp = Path(tempfile.mkdtemp(dir=anchor, prefix=f".{out.name}.render-", suffix=".tmp"))
+    written: list[Path] = []
+    try:
+        for f, name in tqdm(list(zip(files, names)), desc="render", unit="file", disable=not progress or len(files) < 2):
+            img = renderer(read_raw(f, pattern), f)
+            buf = io.BytesIO()
+            Image.fromarray(to_uint8(img)).save(buf, format="PNG")
+            (tmp / name).write_bytes(buf.getvalue())
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            os.replace(tmp / name, out / name)
+            written.append(out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    extra = f"; skipped {len(skipped)} non-RAW PNG(s): {', '.join(skipped[:5])}" if skipped else ""
+    print(f"rendered {len(written)} RAW file(s) with {renderer.label} to {out}{extra}")
+    return written
 
-    inp = Path(inp)
-    if inp.is_dir():
-        files = sorted(p for p in inp.iterdir() if p.suffix.lower() in RAW_SUFFIXES and not p.stem.endswith("_target"))
-        if not files:
-            raise DataError(inp, f"no RAW files ({', '.join(RAW_SUFFIXES)})")
-    else:
-        files = [inp]
-    gen, cfg = None, None
-    if not conventional:
-        if ckpt is None:
-            raise ValueError("--ckpt is required unless --conventional is given")
-        from pretrainlab.isp.unpaired_training import load_generator
 
-        gen, cfg, _ = load_generator(ckpt)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    import io
-
-    for f in tqdm(files, desc="render", unit="file"):
-        packed, pat = load_raw(f, norm, pattern)
-        img = render_tensor(packed, gen, pat, cfg.conventional if cfg else None)
-        buf = io.BytesIO()
-        Image.fromarray(to_uint8(img)).save(buf, format="PNG")
-        atomic_write_bytes(Path(out) / f"{f.stem}.png", buf.getvalue())
-    print(f"rendered {len(files)} RAW file(s) with {'the conventional ISP' if gen is None else ckpt} to {out}")
-    return len(files)
+def render_file(path: Path, renderer: Renderer, pattern: str = "auto") -> tuple[np.ndarray, RawFrame]:
+    """One RAW file -> ``((H, W, 3) uint8 render, the frame read)``."""
+    frame = read_raw(Path(path), pattern)
+    return to_uint8(renderer(frame, Path(path))), frame

@@ -1,25 +1,25 @@
 """Training of the lightweight ISP: paired, paired without adversarial terms, unpaired (paper Sec. 3).
 
-:class:`ISPTask` is a core ``Task`` with two optimizer groups (``OptimGroup``): the generator
-(Adam lr 5e-4, betas (0.5, 0.9); loss key ``"loss"``) and the three discriminators (Adam lr 1e-5,
-stepped once every ``loss.d_every`` = 10 generator steps; loss key ``"d_loss"``). The core Trainer
-runs the loop.
+:class:`ISPTask` is a core ``Task`` with one optimizer group per network, as the reference (ref:
+fit.py, helper.py): the generator (Adam lr 5e-4, betas (0.5, 0.9), unclipped; loss key ``"loss"``)
+and one Adam per discriminator (lr 1e-5, betas (0.5, 0.9), gradient norm clipped at 1 on its own,
+stepped once every ``loss.d_every`` = 10 generator steps; loss keys ``"d_loss_<name>"``). The core
+Trainer runs the loop and tells the task which groups are due (``begin_step`` / ``is_due``).
 
-Generator loss (balanced: each term / ||grad_theta term||, times its weight)::
+Generator loss (balanced: each term / (||grad_theta term|| + 1e-8), times its weight)::
 
     content(VGG relu5_4 of Lab L; vs conventional render (unpaired) or target (paired))
     + TV + texture_relu1 + texture_relu4 + colour          (adversarial terms: not in paired_noadv)
 
-Discriminators: relativistic softplus + gamma/2 (R1 + R2). Real images: the shuffled / disjoint
-targets (unpaired) or the paired targets (paired).
-
-Optimisers as in the ref code: the discriminators' gradient norm is clipped at ``loss.d_clip_grad``
-(1), the generator's at ``train.clip_grad`` (0: off). Deviation: the final checkpoint is evaluated
-(the ref code picks the best by PSNR on a paired validation set).
+Discriminators: relativistic softplus + gamma / 2 * 100 * (R1 + R2), on the SAME generated batch
+as the generator step. Real images: random target-camera images (unpaired) or the paired targets.
+Deviation: the final checkpoint is evaluated (the reference picks the best by PSNR on a paired
+validation set, which unpaired training does not have).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +27,44 @@ import torch
 from torch import nn
 
 from pretrainlab.core.train import OptimGroup, Task
-from pretrainlab.isp.config import ISPConfig
+from pretrainlab.isp.config import MODES, ISPConfig
 from pretrainlab.isp.discriminators import ColourDiscriminator, TextureDiscriminator
 from pretrainlab.isp.feature_networks import FeatureNets
 from pretrainlab.isp.generators import build_generator
 from pretrainlab.isp.losses import balance, content_loss, discriminator_loss, relativistic_g_loss, tv_loss
 
-MODES = ("unpaired", "paired", "paired_noadv")
+D_NAMES = ("texture1", "texture4", "colour")  # ref config.discriminators "0" (relu1), "3" (relu4), "5" (ViT)
 
 
 class ISPTask(Task):
-    """batch ``{"raw": (B, 4, h, w), "ref" | "target": (B, 3, 2h, 2w), "real": (B, 3, 2h, 2w)}``."""
+    """batch ``{"raw": (B, 4, h, w), "ref" | "target": (B, 3, 2h, 2w), "real": (B, 3, 2h, 2w)}``.
 
-    def __init__(self, cfg: ISPConfig, nets: FeatureNets | None, pattern: str = "RGGB") -> None:
+    ``out_hw``: the generator's output size in training (the texture discriminators' ``fc1`` is
+    sized for it, as the reference's lazily built layer).
+    """
+
+    def __init__(self, cfg: ISPConfig, nets: FeatureNets | None, pattern: str = "RGGB",
+                 out_hw: tuple[int, int] = (256, 256)) -> None:
         super().__init__()
         if cfg.loss.mode not in MODES:
             raise ValueError(f"unknown loss.mode '{cfg.loss.mode}'; use one of {', '.join(MODES)}")
         self.cfg = cfg
         self.mode = cfg.loss.mode
-        self.adversarial = self.mode != "paired_noadv"
+        self.adversarial = self.mode in ("unpaired", "paired")
         self.generator = build_generator(cfg.model.generator, pattern)
         object.__setattr__(self, "nets", nets)  # frozen, not part of the checkpoint
+        if nets is None and self.mode != "warmstart":
+            raise ValueError("the losses need the feature networks")
         if self.adversarial:
-            if nets is None:
-                raise ValueError("adversarial modes need the feature networks")
-            c1, c4 = nets.texture_channels
             lc = cfg.loss
-            self.d_tex1 = TextureDiscriminator(c1, lc.disc_width, lc.disc_fc)
-            self.d_tex4 = TextureDiscriminator(c4, lc.disc_width, lc.disc_fc)
+            assert nets is not None
+            with torch.no_grad():
+                f1, f4 = nets.texture(torch.zeros(1, 3, *out_hw))
+            self.d_texture1 = TextureDiscriminator(f1.shape[1], tuple(f1.shape[-2:]), lc.disc_widths, lc.disc_fc,
+                                                   lc.d_train_fc1)
+            self.d_texture4 = TextureDiscriminator(f4.shape[1], tuple(f4.shape[-2:]), lc.disc_widths, lc.disc_fc,
+                                                   lc.d_train_fc1)
             self.d_colour = ColourDiscriminator(nets.token_dim, lc.colour_hidden)
-        self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
-        self._step: int | None = None
-        self.always_d = False  # bench: compute the D loss on every step
         self._norms: dict[str, torch.Tensor] | None = None
 
     def _apply(self, fn: Any, recurse: bool = True) -> ISPTask:  # move the frozen nets with the task
@@ -70,36 +76,30 @@ class ISPTask(Task):
     def generator_params(self) -> list[nn.Parameter]:
         return [p for p in self.generator.parameters() if p.requires_grad]
 
-    def discriminator_params(self) -> list[nn.Parameter]:
-        return [p for m in (self.d_tex1, self.d_tex4, self.d_colour) for p in m.parameters()]
+    def discriminator(self, name: str) -> nn.Module:
+        return getattr(self, f"d_{name}")
 
     def optim_groups(self) -> list[OptimGroup]:
         groups = [OptimGroup("generator", "loss", self.generator_params())]
         if self.adversarial:
-            groups.append(OptimGroup("discriminators", "d_loss", self.discriminator_params(),
-                                     lr=self.cfg.loss.d_lr, every=self.cfg.loss.d_every,
-                                     clip_grad=self.cfg.loss.d_clip_grad))
+            lc = self.cfg.loss
+            for name in D_NAMES:
+                params = [p for p in self.discriminator(name).parameters() if p.requires_grad]
+                groups.append(OptimGroup(f"d_{name}", f"d_loss_{name}", params, lr=lc.d_lr, every=lc.d_every,
+                                         clip_grad=lc.d_clip_grad, weight_decay=0.0))
         return groups
-
-    def on_step_end(self, step: int, max_steps: int) -> None:
-        self._step = step
-        self.step_count.fill_(step)
-
-    def _d_due(self) -> bool:
-        if self.always_d:
-            return True
-        return self._step % self.cfg.loss.d_every == 0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         lc = self.cfg.loss
         nets = self.nets
-        if self._step is None:  # first forward (also after a resume): one host read
-            self._step = int(self.step_count)
         raw = batch["raw"]
         fake = self.generator(raw)
+        if self.mode == "warmstart":  # fit the conventional render (no targets, no feature networks)
+            mse = torch.nn.functional.mse_loss(fake.float(), batch["ref"].float())
+            return {"loss": mse, "mse": mse.detach()}
+        assert nets is not None
         ref = batch["ref"] if self.mode == "unpaired" else batch["target"]
         terms: dict[str, torch.Tensor] = {}
-        assert nets is not None
         with torch.no_grad():
             f_ref = nets.content(ref)
         terms["content"] = content_loss(nets.content(fake), f_ref)
@@ -114,20 +114,18 @@ class ISPTask(Task):
                 rt = nets.colour(real, lc.blur_kernel, lc.blur_sigma)
             f1, f4 = nets.texture(fake)
             ft = nets.colour(fake, lc.blur_kernel, lc.blur_sigma)
-            pairs = {"texture1": (self.d_tex1, f1, r1), "texture4": (self.d_tex4, f4, r4),
-                     "colour": (self.d_colour, ft, rt)}
-            for k, (d, f, r) in pairs.items():
+            feats = {"texture1": (f1, r1), "texture4": (f4, r4), "colour": (ft, rt)}
+            for k, (f, r) in feats.items():
+                d = self.discriminator(k)
                 terms[k] = relativistic_g_loss(d(f), d(r))
-            if self._d_due():
-                d_total = torch.zeros((), device=raw.device)
-                for k, (d, f, r) in pairs.items():
-                    dl = discriminator_loss(d, r, f, lc.r1_gamma, lc.r2_gamma)
-                    out[f"d_{k}"] = dl["adv"].detach()
+            for k, (f, r) in feats.items():
+                if self.is_due(f"d_{k}"):
+                    dl = discriminator_loss(self.discriminator(k), r, f, lc.r1_gamma, lc.r2_gamma, lc.r_scale)
+                    out[f"d_loss_{k}"] = dl["total"]
+                    out[f"d_adv_{k}"] = dl["adv"].detach()
                     out[f"r1_{k}"] = dl["r1"].detach()
-                    d_total = d_total + dl["total"]
-                out["d_loss"] = d_total
         reuse = None
-        if lc.balance_every > 1 and self._norms is not None and (self._step or 0) % lc.balance_every != 0:
+        if lc.balance_every > 1 and self._norms is not None and self.step_index % lc.balance_every != 0:
             reuse = self._norms
         total, norms = balance(terms, weights, self.generator_params(), lc.balance, lc.balance_eps, reuse)
         self._norms = norms
@@ -137,15 +135,54 @@ class ISPTask(Task):
         return out
 
 
-def build_datasets(cfg: ISPConfig, data_root: Path, progress: bool = True) -> tuple[Any, Any]:
-    """``(training dataset, test pairs)`` for the configured mode."""
-    from pretrainlab.isp.formats import ISPPairs, UnpairedISP
+def build_datasets(cfg: ISPConfig, data_root: Path) -> tuple[Any, Any]:
+    """``(training dataset, paired test split or None)`` for the configured mode.
 
-    unpaired = cfg.loss.mode == "unpaired"
-    tr = ISPPairs(data_root, "train", cfg.data.norm, cfg.data.bayer_pattern, cfg.data.max_train, with_ref=unpaired,
-                  conventional=cfg.conventional, progress=progress)
-    train = UnpairedISP(tr, cfg.data.unpaired_source) if unpaired else tr
-    return train, tr
+    Unpaired training reads the train split's RAW folder and a separate RGB folder (no stem
+    matching); paired modes read same-stem pairs. The test split (when present) is only evaluated.
+    """
+    from pretrainlab.core.data import DataError
+    from pretrainlab.isp.formats import PairedISP, UnpairedISP
+
+    d = cfg.data
+    p = d.patch // 2
+    if cfg.loss.mode in ("unpaired", "warmstart"):
+        train: Any = UnpairedISP(data_root, "train", d.norm, d.bayer_pattern, d.unpaired_source, d.unpaired_rgb_dir,
+                                 cfg.conventional, p, d.max_train, d.cache_mb, with_real=cfg.loss.mode == "unpaired")
+    else:
+        train = PairedISP(data_root, "train", d.norm, d.bayer_pattern, d.max_train, False, cfg.conventional, p,
+                          d.cache_mb)
+    try:
+        test = PairedISP(data_root, "test", train.norm, train.pattern, d.max_test, cache_mb=d.cache_mb)
+    except DataError:
+        test = None
+    return train, test
+
+
+def resolve_data(cfg: ISPConfig, train: Any) -> ISPConfig:
+    """The config with ``data.norm`` / ``data.bayer_pattern`` resolved from the dataset (saved with the run)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, norm=train.norm, bayer_pattern=train.pattern))
+
+
+def output_size(train: Any) -> tuple[int, int]:
+    """The generator's output size on the training set (RGB pixels)."""
+    if train.patch:
+        return 2 * train.patch, 2 * train.patch
+    h, w = train[0]["raw"].shape[-2:]
+    return 2 * h, 2 * w
+
+
+def init_generator(gen: nn.Module, init: str, arch: str) -> str:
+    """Warm start (``model.init``): a reference ``.pth`` state dict or a project run / checkpoint."""
+    from pretrainlab.core.checkpoint import find_checkpoint, load_weights
+    from pretrainlab.isp.generators import load_reference_weights
+
+    path = Path(init)
+    if path.suffix == ".pth" or path.suffix == ".pt":
+        load_reference_weights(path, arch, gen)
+        return f"reference weights {path}"
+    load_weights(gen, find_checkpoint(path) / "model.safetensors", prefix="generator.")
+    return f"project checkpoint {path}"
 
 
 def pretrain(cfg: ISPConfig, data_root: Path, run_dir: Path, resume: bool = False,
@@ -154,11 +191,18 @@ def pretrain(cfg: ISPConfig, data_root: Path, run_dir: Path, resume: bool = Fals
     from pretrainlab.core.train import Trainer, seed_everything
     from pretrainlab.isp.feature_networks import load_feature_nets
 
-    if nets is None:
-        nets = load_feature_nets(cfg.features, data_root, seed=0, device=cfg.train.device, progress=cfg.train.progress)
-    train, pairs = datasets or build_datasets(cfg, data_root, progress=cfg.train.progress)
+    train, _ = datasets or build_datasets(cfg, data_root)
+    cfg = resolve_data(cfg, train)
+    if nets is None and cfg.loss.mode != "warmstart":
+        from pretrainlab.core.distributed import rank_zero_first
+
+        with rank_zero_first():  # one-time SimCLR pre-training of the project nets (cached)
+            nets = load_feature_nets(cfg.features, data_root, seed=0, device=cfg.train.device,
+                                     progress=cfg.train.progress)
     seed_everything(cfg.train.seed)
-    task = ISPTask(cfg, nets, pairs.pattern)
+    task = ISPTask(cfg, nets, train.pattern, output_size(train) if cfg.loss.mode in ("unpaired", "paired") else (0, 0))
+    if cfg.model.init and not resume:
+        init_generator(task.generator, cfg.model.init, cfg.model.generator)
     result = Trainer(cfg.train, run_dir, full_config=cfg).fit(task, train, resume=resume)
     return task, result
 

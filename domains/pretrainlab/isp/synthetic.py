@@ -13,7 +13,7 @@ Output (Zurich RAW-to-RGB layout, plus camera-RAW samples)::
     train/huawei_raw/N.png  16-bit Bayer    train/canon/N.jpg   paired targets
     train/canon_unpaired/N.jpg              disjoint unpaired targets
     test/huawei_raw/N.png   test/canon/N.jpg held-out pairs
-    samples/N.dng, samples/N.npy (NTIRE packed), samples/N.png: larger RAW frames for render / demo
+    samples/N.dng, samples/N.npy (NTIRE packed, R G G B), samples/N.png: larger RAW frames for render / demo
     isp_dataset.json        norm, Bayer pattern, black / white level, the camera
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 # profile -> (raw patch size, train pairs, unpaired targets, test pairs, sample frames, sample size)
 PROFILES: dict[str, tuple[int, int, int, int, int, tuple[int, int]]] = {
     "smoke": (32, 24, 24, 8, 2, (96, 128)),
-    "tiny": (32, 400, 400, 64, 4, (256, 384)),
+    "tiny": (128, 256, 256, 64, 4, (256, 384)),  # >= 128 px: AlexNet relu4 / VGG relu5_4 maps of 7x7 / 8x8
     "full": (448, 4000, 4000, 400, 8, (1088, 1920)),  # Zurich patch size
 }
 BLACK, WHITE = 60, 1023
@@ -172,7 +172,7 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0, extra_photos: Path
     import torch
     from tqdm.auto import tqdm
 
-    from pretrainlab.isp.bayer import pack
+    from pretrainlab.isp.bayer import pack, packed_to_ntire
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile '{profile}'")
@@ -205,7 +205,7 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0, extra_photos: Path
         counts, _ = unprocess(frame, rgb2cam, rng)
         write_dng(out / "samples" / f"{k}.dng", counts)
         _save_png16(out / "samples" / f"{k}.png", counts)
-        packed = pack(torch.from_numpy(counts.astype(np.float32))).permute(1, 2, 0).numpy().astype(np.uint16)
+        packed = packed_to_ntire(pack(torch.from_numpy(counts.astype(np.float32)))).permute(1, 2, 0).numpy().astype(np.uint16)
         np.save(out / "samples" / f"{k}.npy", packed)
         _save_rgb(out / "samples" / f"{k}_target.png", dslr_style(frame))
     info: dict[str, Any] = {"format": "zurich", "norm": "synthetic", "bayer_pattern": "RGGB", "black_level": BLACK,
