@@ -329,7 +329,7 @@ def test_culled_ray_casting_equals_casting_every_ray() -> None:
     for seed in range(3):
         scene = Scene(np.random.default_rng(seed))
         fast = sim.raycast(scene, 0.3)
-        rs, owner, _E, idx = sim._build(scene, 0.3)
+        _rs, owner, _E, idx = sim._build(scene, 0.3)
         assert 0 < len(idx) < len(sim.dirs)  # some rays are skipped
         verts, tris, vert_owner, _, _ = scene.merged_mesh()
         full = o3d.t.geometry.RaycastingScene()

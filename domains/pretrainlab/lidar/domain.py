@@ -29,6 +29,14 @@ def _nonneg(name: str, value: int | None, low: int = 0) -> None:
         raise ConfigError(f"{name}: {value} is not allowed; expected an integer >= {low}")
 
 
+def _json_out(flag: str, path: Path | None) -> None:
+    """A JSON output path must not be a folder (the write would fail half-way)."""
+    from pretrainlab.core.config import ConfigError
+
+    if path is not None and path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder; expected the path of a .json file")
+
+
 def _simulate_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p, "KITTI-format scans, labels, calib, images and sequences with flow")
     p.add_argument("--train", type=int, default=None, help="labelled train scans (default: the profile's)")
@@ -80,6 +88,7 @@ def _eval(a: argparse.Namespace) -> int:
     from pretrainlab.core.domain import write_metrics
     from pretrainlab.lidar import api
 
+    _json_out("--out", a.out)
     metrics = api.evaluate(a.ckpt, a.data, a.split)
     out = write_metrics(a.out or find_checkpoint(a.ckpt) / "metrics.json", metrics)
     print(out)
@@ -99,6 +108,7 @@ def _kitti_eval(a: argparse.Namespace) -> int:
     from pretrainlab.core.domain import write_metrics
     from pretrainlab.lidar import api
 
+    _json_out("--out", a.out)
     table = api.evaluate_folders(a.labels, a.detections, a.frames)
     print(write_metrics(a.out, table))
     print(api.format_table(table))
@@ -141,6 +151,7 @@ def _bench(a: argparse.Namespace) -> int:
     _nonneg("--warmup", a.warmup, 0)
     _nonneg("--batch-size", a.batch_size, 1)
     _nonneg("--sim-scans", a.sim_scans, 1)
+    _json_out("--out", a.out)
     report(bench(a.device, a.steps, a.warmup, a.batch_size, a.precision, a.compile, a.profile, a.sim_scans), a.out)
     return 0
 
