@@ -162,3 +162,73 @@ def test_to_uint8() -> None:
     u = R.to_uint8(x)
     assert u.dtype == np.uint8 and u.min() == 0 and u.max() == 255
     assert R.to_uint8(np.full((3, 3), 7.0)).max() == 0
+
+
+def test_to_uint8_rounds_half_to_even_as_cv2_imwrite() -> None:
+    """The reference writes float64 min-max images with ``cv2.imwrite``; OpenCV 4.5.5 (the
+    reference's version) wrote the float64 row [0.5, 1.5, 2.5, 3.5, 127.5, 128.5, 254.5, 255.4, NaN]
+    as [0, 2, 2, 4, 128, 128, 254, 255, 0] (run in a scratch venv: saturate_cast rounds half to even,
+    NaN -> 0). ``to_uint8`` must give the same bytes for inputs that scale to those values."""
+    written_by_cv2 = {0.5: 0, 1.5: 2, 2.5: 2, 3.5: 4, 127.5: 128, 128.5: 128, 254.5: 254}
+    for value, expected in written_by_cv2.items():
+        # min 0, max 510: x * 255 / 510 = x / 2, so x = 2 * value scales exactly to value
+        img = np.array([[0.0, 2 * value, 510.0]])
+        assert R.to_uint8(img)[0, 1] == expected, value
+    img = np.array([[0.0, 1.0], [2.0, 3.0], [509.0, 510.0]])  # 0, 0.5, 1, 1.5, 254.5, 255
+    np.testing.assert_array_equal(R.to_uint8(img), [[0, 0], [1, 2], [254, 255]])
+    assert not (R.to_uint8(img) == (img / 2).astype(np.uint8)).all()  # truncation would differ
+    np.testing.assert_array_equal(R.to_uint8(np.full((2, 2), 3.0)), 0)  # constant: 0 / 0 = NaN -> 0 (cv2)
+    stack = np.stack([img, img * 3 - 7, np.zeros_like(img)])
+    np.testing.assert_array_equal(R.to_uint8_slices(stack), np.stack([R.to_uint8(s) for s in stack]))
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (512, 512), (37, 100), (9, 8), (8, 9), (5, 5), (200, 300)])
+@pytest.mark.parametrize("method", ["gemm", "mosaic"])
+def test_vectorised_dhash_bit_identical_to_imagehash(shape: tuple[int, int], method: str) -> None:
+    """The batched float64 emulation of Pillow's fixed-point LANCZOS (gemm) and the tall-mosaic
+    resize equal imagehash on noise, smooth gradients and constant images (ties)."""
+    rng = np.random.default_rng(sum(shape))
+    noise = rng.integers(0, 256, (6, *shape), dtype=np.uint8)
+    smooth = np.clip(np.cumsum(rng.normal(0, 6, (6, *shape)), axis=2) + 128, 0, 255).astype(np.uint8)
+    flat = np.full((2, *shape), 77, dtype=np.uint8)
+    stack = np.concatenate([noise, smooth, flat])
+    ref = np.stack([imagehash.dhash(Image.fromarray(s)).hash.flatten() for s in stack])
+    np.testing.assert_array_equal(R.dhash(stack, method=method), ref)
+    np.testing.assert_array_equal(R.dhash(stack, method=method, chunk=5), ref)
+
+
+def test_pillow_coefficients_are_normalised() -> None:
+    m = R.pillow_lanczos_matrix(512, 9)
+    assert m.shape == (9, 512)
+    # each output pixel's integer weights sum to 1.0 in 22-bit fixed point (up to rounding of each tap)
+    assert np.all(np.abs(m.sum(1) - (1 << 22)) <= m.shape[1])
+
+
+def test_hash_k_and_reference_loop() -> None:
+    vol = _structured_volume(40)
+    for k in (0, 3, 6, 9):
+        assert R.hash_k(vol, k).tolist() == R.reference_hash_k(vol, k).tolist() == _reference_hash_k(vol, k)
+    assert R.hash_k(vol[:0], 6).tolist() == []
+
+
+@pytest.mark.parametrize("bad", [-1, -3, 2.5, float("nan"), float("inf"), True, "6"])
+def test_negative_or_fractional_k_is_refused_not_a_hang(bad: object) -> None:
+    """k < 0 never removes the reference itself (distance 0 > k): the greedy loop would not end."""
+    h = np.zeros((3, 64), dtype=bool)
+    with pytest.raises(ValueError, match="whole number >= 0"):
+        R.hash_k_select(h, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="whole number >= 0"):
+        R.reduce(np.zeros((3, 8, 8), np.uint8), "hash", k=bad)
+
+
+def test_bad_parameters_are_refused() -> None:
+    stack = _dup_stack()
+    for strategy, params, match in [("every_n", {"step": 0}, "step"), ("ssim", {"threshold": float("nan")}, "ssim"),
+                                    ("mi", {"threshold": 0.5, "bins": 1}, "bins"), ("mi", {"threshold": 2.0}, "mi"),
+                                    ("embedding", {"threshold": -3.0}, "embedding")]:
+        with pytest.raises(ValueError, match=match):
+            R.reduce(stack, strategy, **params)
+    with pytest.raises(ValueError, match="hash_size"):
+        R.dhash(stack, hash_size=1)
+    with pytest.raises(ValueError, match="7 x 7"):
+        R.ssim_select(np.zeros((3, 5, 5), np.uint8), 0.5)
