@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from pretrainlab.core.data import DataError
-from pretrainlab.core.demo import MAX_UPLOAD_MB, guarded, resolve_checkpoint, validate_upload
+from pretrainlab.core.demo import MAX_UPLOAD_MB, resolve_checkpoint, run_button, validate_upload
 
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"]
 _LOCK = threading.Lock()
@@ -24,11 +24,11 @@ _CACHE: dict[str, Any] = {}
 
 def train_smoke() -> Path:
     """Pre-train + PETALface fine-tune at the smoke profile on the synthetic smoke data; the run folder."""
-    from pretrainlab.core.cli import default_run_dir
+    from pretrainlab.core.domain import default_run_dir
     from pretrainlab.face.api import finetune, load, pretrain, synthetic_data
 
     data = synthetic_data("smoke")
-    pre = default_run_dir("face", "demo-pretrain")
+    pre = default_run_dir("face", "demo-pretrain")  # fresh, time-stamped folders
     _, res = pretrain(load("pretrain", "smoke", ["train.progress=false"]), data, pre)
     run = default_run_dir("face", "demo-petalface")
     finetune(load("petalface", "smoke", ["train.progress=false", f"init={res.checkpoint}"]), data, run)
@@ -44,7 +44,7 @@ def get_model(ckpt: str | Path | None = None) -> tuple[Any, Any, Path, str]:
     """
     import os
 
-    from pretrainlab.face.api import load_task
+    from pretrainlab.face.api import load_model
 
     key = str(ckpt or "")
     with _LOCK:
@@ -54,14 +54,14 @@ def get_model(ckpt: str | Path | None = None) -> tuple[Any, Any, Path, str]:
             else:
                 folder, msg = resolve_checkpoint("face", ckpt, train_smoke)
             overrides = os.environ.get("PRETRAINLAB_FACE_OVERRIDES", "").split()
-            task, cfg, folder, how = load_task(folder, overrides=overrides)
+            task, cfg, folder, how = load_model(folder, overrides=overrides)
             _CACHE[key] = (task, cfg, folder, f"model: {folder} ({msg}); trained as: {how}")
         return _CACHE[key]
 
 
 def verify_pair(img1: str | None, img2: str | None, ckpt: str | Path | None = None) -> tuple[str, list[tuple[str, str]]]:
     """Markdown verdict + the two images captioned with their quality weight a."""
-    from pretrainlab.face.app_logic import compare_faces
+    from pretrainlab.face.api import compare_faces
 
     p1 = validate_upload(img1, IMAGE_TYPES, what="first face image")
     p2 = validate_upload(img2, IMAGE_TYPES, what="second face image")
@@ -83,7 +83,7 @@ def _a_caption(a: float | None) -> str:
 def identify_probe(gallery: str | None, use_generated: bool, probe: str | None,
                    ckpt: str | Path | None = None) -> tuple[str, list[tuple[str, str]]]:
     """Markdown summary + the top-5 gallery identities as (image, caption) for a grid."""
-    from pretrainlab.face.app_logic import identify, read_gallery
+    from pretrainlab.face.api import identify, read_gallery
 
     p = validate_upload(probe, IMAGE_TYPES, what="probe face image")
     task, cfg, _folder, msg = get_model(ckpt)
@@ -116,7 +116,7 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
             vbtn = gr.Button("Compare", variant="primary")
             vout = gr.Markdown(elem_id="verify-out")
             vgal = gr.Gallery(label="faces and their quality weight", columns=2, height=300, object_fit="contain")
-            vbtn.click(guarded(lambda a, b: verify_pair(a, b, ckpt)), [f1, f2], [vout, vgal])
+            run_button(vbtn, lambda a, b: verify_pair(a, b, ckpt), [f1, f2], [vout, vgal], api_name="face_verify")
         with gr.Tab("Identify a probe"):
             with gr.Row():
                 gz = gr.File(label="gallery (.zip of <identity>/<image>)", file_types=[".zip"], type="filepath")
@@ -125,7 +125,8 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
             ibtn = gr.Button("Identify", variant="primary")
             iout = gr.Markdown(elem_id="identify-out")
             igal = gr.Gallery(label="top-5 identities", columns=5, height=240, object_fit="contain")
-            ibtn.click(guarded(lambda g, u, p: identify_probe(g, u, p, ckpt)), [gz, use_gen, pf], [iout, igal])
+            run_button(ibtn, lambda g, u, p: identify_probe(g, u, p, ckpt), [gz, use_gen, pf], [iout, igal],
+                       api_name="face_identify")
     return demo
 
 

@@ -114,7 +114,7 @@ def test_gallery_zip_without_identity_folders(smoke_data: Path, tmp_path: Path) 
 
 def test_generator_is_atomic_and_deterministic(tmp_path: Path) -> None:
     from pretrainlab.core.data import generate_dataset
-    from pretrainlab.face.synthetic_faces import generate, identity_code, nuisance, render_face
+    from pretrainlab.face.synthetic import generate, identity_code, nuisance, render_face
 
     def boom(out: Path, profile: str, seed: int) -> None:
         generate(out, "smoke", seed)

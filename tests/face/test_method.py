@@ -37,7 +37,7 @@ def test_quality_weight_formula() -> None:
 def test_sharpness_ranks_resolution() -> None:
     import numpy as np
 
-    from pretrainlab.face.synthetic_faces import degrade, identity_code, nuisance, render_face
+    from pretrainlab.face.synthetic import degrade, identity_code, nuisance, render_face
 
     rng = np.random.default_rng(0)
     hr = [render_face(identity_code(rng), nuisance(rng), rng) for _ in range(6)]
@@ -108,10 +108,10 @@ def test_trainable_sets_per_method() -> None:
 def test_adapted_start_point_reference_vs_zero_up(pretrained_ckpt: Path) -> None:
     """The reference's adapters start non-zero (the adapted net is NOT the pre-trained function);
     ``lora.init=zero_up`` starts exactly at it."""
+    from pretrainlab.face.api import load, load_model
     from pretrainlab.face.petalface import FaceTask, load_pretrained_backbone
-    from pretrainlab.face.pipeline import load, load_task
 
-    base, cfg, _, _ = load_task(pretrained_ckpt)
+    base, cfg, _, _ = load_model(pretrained_ckpt)
     x = torch.rand(4, 3, cfg.model.image_size, cfg.model.image_size) * 2 - 1
     ref = base.embed(x)
     for recipe in ("petalface", "lora", "full_finetune"):

@@ -351,7 +351,8 @@ def test_reference_quirks_init_dropout_and_trainable_set() -> None:
 
 
 def test_schedule_is_insightface_poly_power_one_in_epochs() -> None:
-    from pretrainlab.face.pipeline import load, schedule_from_epochs
+    from pretrainlab.face.api import load
+    from pretrainlab.face.pipeline import schedule_from_epochs
 
     cfg = load("petalface", "full", ["quality.scorer=sharpness"])
     assert (cfg.train.schedule, cfg.train.poly_power, cfg.epochs, cfg.warmup_epochs) == ("poly", 1.0, 40, 2)

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from pretrainlab.core.config import PROFILES
-from pretrainlab.face.pipeline import RECIPES, load
+from pretrainlab.face.api import SPEC, load
+
+RECIPES = SPEC.recipes
 
 RECIPE_NAMES = sorted(p.stem for p in RECIPES.glob("*.yaml"))
 

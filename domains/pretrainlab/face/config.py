@@ -6,21 +6,26 @@ name its files: ``backbones/__init__.py`` (get_model), ``backbones/swin_models_i
 ``backbones/lora_layers.py``, ``train_iqa.py``, ``config.py``, ``scripts/*.sh``, ``lr_scheduler.py``,
 ``validation_lq/validate_tinyface_iqa.py``).
 
-Every numeric / enum field is validated when the config is built (:meth:`FaceConfig.check`), with a
-``ConfigError("<dotted key>: <problem>; allowed: ...")`` before any run folder is written.
+Every numeric / enum field is validated when the config is built (``CHECKS`` and ``check()`` of each
+dataclass, ``pretrainlab.core.config.validate``), with a ``ConfigError`` naming the dotted key and what
+is allowed, before any run folder is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from pretrainlab.core.config import ConfigError, TrainConfig
 
 METHODS = ("pretrain", "full", "lora", "petalface")
 SCORERS = ("brisque", "cnniqa", "sharpness")
 LORA_INITS = ("reference", "zero_up")
+
+
+def _folder_name(v: str) -> str | None:
+    return None if v and ".." not in v.replace("\\", "/").split("/") else "expected a non-empty name inside --data"
 
 
 @dataclasses.dataclass
@@ -40,6 +45,17 @@ class SwinConfig:
     head_dropout: float = 0.25  # ref: feature_layer nn.Dropout(0.25)
     embedding_dim: int = 512  # ref: feature_layer Linear(embed_dim*100, 512)
 
+    CHECKS: ClassVar[dict[str, Any]] = {
+        "image_size": ">=1", "patch_size": ">=1", "embed_dim": ">=1", "depths": ">=1", "num_heads": ">=1",
+        "window_size": ">=1", "mlp_ratio": ">0", "drop_path": ">=0 <1", "head_dropout": ">=0 <1", "embedding_dim": ">=1"}
+
+    def check(self) -> None:
+        from pretrainlab.face.swin_face import (
+            check_swin,  # shape consistency (patch / window / heads / stages)
+        )
+
+        check_swin(self, prefix="")
+
 
 @dataclasses.dataclass
 class MarginLossConfig:
@@ -50,6 +66,13 @@ class MarginLossConfig:
     m2: float = 0.0  # ArcFace: --margin_list 1.0,0.5,0.0
     m3: float = 0.4  # ref: scripts/train_iqa.sh CosFace m3 = 0.4
 
+    CHECKS: ClassVar[dict[str, Any]] = {"s": ">0", "m1": ">0", "m2": ">=0 <1.5707963", "m3": ">=0 <1"}
+
+    def check(self) -> None:
+        if not (self.m1 == 1.0 and (self.m3 == 0.0 or self.m2 == 0.0)):
+            raise ConfigError(f"m1/m2/m3: {(self.m1, self.m2, self.m3)} is not allowed; allowed: ArcFace (m1=1, m2>=0, "
+                              "m3=0) or CosFace (m1=1, m2=0, m3>0), the two paths of the reference's CombinedMarginLoss")
+
 
 @dataclasses.dataclass
 class LoRAConfig:
@@ -59,6 +82,8 @@ class LoRAConfig:
     scale: float = 1.0  # ref: --lora_scale 1: y = Wx + scale * up(down(x))
     dropout: float = 0.1  # ref: lora_layers.py nn.Dropout(0.1) on each adapter's output
     init: str = "reference"  # reference: _init_weights leaves down AND up at trunc_normal(0.02); zero_up: N(0,1/r) / 0
+
+    CHECKS: ClassVar[dict[str, Any]] = {"rank": ">=1", "scale": ">0", "dropout": ">=0 <1", "init": LORA_INITS}
 
 
 @dataclasses.dataclass
@@ -75,6 +100,9 @@ class QualityConfig:
     sharpness_scale: float = 0.2  # sharpness scorer: r / (r + c); r giving score 0.5 (this project's calibration)
     analysis_size: int = 32  # sharpness scorer: analysis size (resolution-independent)
 
+    CHECKS: ClassVar[dict[str, Any]] = {"scorer": SCORERS, "threshold": lambda v: None if math.isfinite(v) else "not finite",
+                                        "sharpness_scale": ">0", "analysis_size": ">=8"}
+
 
 @dataclasses.dataclass
 class DataConfig:
@@ -87,6 +115,10 @@ class DataConfig:
     profile: str = "tiny"  # which synthetic set to generate when --data is not given
     num_workers: int = 0  # evaluation DataLoader workers (decoding is lazy, in the workers)
 
+    CHECKS: ClassVar[dict[str, Any]] = {
+        "max_images": ">=0", "profile": ("smoke", "tiny", "full"), "num_workers": ">=0",
+        **{k: _folder_name for k in ("train_dir", "finetune_dir", "verify_dir", "tinyface_dir")}}
+
 
 @dataclasses.dataclass
 class EvalConfig:
@@ -95,6 +127,13 @@ class EvalConfig:
     ranks: list[int] = dataclasses.field(default_factory=lambda: [1, 5, 10])  # TinyFace rank-1/5/10 (paper Table 1)
     flip_tta: bool = True  # ref: validate_tinyface_iqa.py use_flip_test=True, pre_norm_vector_add fusion
     batch_size: int = 128
+
+    CHECKS: ClassVar[dict[str, Any]] = {"fars": ">0 <1", "ijb_fars": ">0 <1", "ranks": ">=1", "batch_size": ">=1"}
+
+    def check(self) -> None:
+        for k in ("fars", "ijb_fars", "ranks"):
+            if not getattr(self, k):
+                raise ConfigError(f"{k}: must not be empty")
 
 
 @dataclasses.dataclass
@@ -116,70 +155,12 @@ class FaceConfig:
     warmup_epochs: float = 0.0  # > 0: train.warmup_steps = len(data) // batch * warmup_epochs (ref: --warmup_epoch 2)
     init: str = ""  # the pre-trained backbone: a `face pretrain` run / checkpoint, or the reference's model.pt
 
+    CHECKS: ClassVar[dict[str, Any]] = {"method": METHODS, "epochs": ">=0", "warmup_epochs": ">=0"}
+
     def __post_init__(self) -> None:
-        self.check()
+        from pretrainlab.core.config import validate
 
-    def check(self) -> None:
-        """Validate every face field; ``ConfigError`` names the dotted key and what is allowed."""
-
-        def need(ok: bool, key: str, value: Any, allowed: str) -> None:
-            if not ok:
-                raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {allowed}")
-
-        def num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        need(self.method in METHODS, "method", self.method, ", ".join(METHODS))
-        m, lo, lr, q, d, e = self.model, self.loss, self.lora, self.quality, self.data, self.eval
-        for k in ("image_size", "patch_size", "embed_dim", "window_size", "embedding_dim"):
-            need(isinstance(getattr(m, k), int) and getattr(m, k) >= 1, f"model.{k}", getattr(m, k), "an integer >= 1")
-        need(num(m.mlp_ratio) and m.mlp_ratio > 0, "model.mlp_ratio", m.mlp_ratio, "a number > 0")
-        need(num(m.drop_path) and 0 <= m.drop_path < 1, "model.drop_path", m.drop_path, "a number in [0, 1)")
-        need(num(m.head_dropout) and 0 <= m.head_dropout < 1, "model.head_dropout", m.head_dropout, "a number in [0, 1)")
-        from pretrainlab.face.swin_face import (
-            check_swin,  # shape consistency (patch / window / heads / stages)
-        )
-
-        check_swin(m)
-        need(num(lo.s) and lo.s > 0, "loss.s", lo.s, "a number > 0")
-        need(num(lo.m1) and lo.m1 > 0, "loss.m1", lo.m1, "a number > 0")
-        need(num(lo.m2) and 0 <= lo.m2 < math.pi / 2, "loss.m2", lo.m2, "a number in [0, pi/2)")
-        need(num(lo.m3) and 0 <= lo.m3 < 1, "loss.m3", lo.m3, "a number in [0, 1)")
-        need(lo.m1 == 1.0 and (lo.m3 == 0.0 or lo.m2 == 0.0), "loss.m1/m2/m3", (lo.m1, lo.m2, lo.m3),
-             "ArcFace (m1=1, m2>=0, m3=0) or CosFace (m1=1, m2=0, m3>0), the two paths of the reference's "
-             "CombinedMarginLoss")
-        need(isinstance(lr.rank, int) and lr.rank >= 1, "lora.rank", lr.rank, "an integer >= 1")
-        need(num(lr.scale) and lr.scale > 0, "lora.scale", lr.scale, "a number > 0")
-        need(num(lr.dropout) and 0 <= lr.dropout < 1, "lora.dropout", lr.dropout, "a number in [0, 1)")
-        need(lr.init in LORA_INITS, "lora.init", lr.init, ", ".join(LORA_INITS))
-        need(q.scorer in SCORERS, "quality.scorer", q.scorer, ", ".join(SCORERS))
-        need(num(q.threshold), "quality.threshold", q.threshold, "a finite number")
-        need(num(q.sharpness_scale) and q.sharpness_scale > 0, "quality.sharpness_scale", q.sharpness_scale, "a number > 0")
-        need(isinstance(q.analysis_size, int) and q.analysis_size >= 8, "quality.analysis_size", q.analysis_size,
-             "an integer >= 8")
-        need(isinstance(d.max_images, int) and d.max_images >= 0, "data.max_images", d.max_images, "an integer >= 0 (0 = all)")
-        need(isinstance(d.num_workers, int) and d.num_workers >= 0, "data.num_workers", d.num_workers, "an integer >= 0")
-        need(d.profile in ("smoke", "tiny", "full"), "data.profile", d.profile, "smoke, tiny, full")
-        for k in ("train_dir", "finetune_dir", "verify_dir", "tinyface_dir"):
-            need(bool(getattr(d, k)) and ".." not in getattr(d, k).replace("\\", "/").split("/"), f"data.{k}",
-                 getattr(d, k), "a non-empty folder name inside --data")
-        need(bool(e.fars) and all(num(f) and 0 < f < 1 for f in e.fars), "eval.fars", e.fars, "numbers in (0, 1)")
-        need(bool(e.ijb_fars) and all(num(f) and 0 < f < 1 for f in e.ijb_fars), "eval.ijb_fars", e.ijb_fars,
-             "numbers in (0, 1)")
-        need(bool(e.ranks) and all(isinstance(r, int) and r >= 1 for r in e.ranks), "eval.ranks", e.ranks,
-             "integers >= 1")
-        need(isinstance(e.batch_size, int) and e.batch_size >= 1, "eval.batch_size", e.batch_size, "an integer >= 1")
-        need(num(self.epochs) and self.epochs >= 0, "epochs", self.epochs, "a number >= 0 (0 = use train.max_steps)")
-        need(num(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, "a number >= 0")
-        t = self.train
-        need(isinstance(t.batch_size, int) and t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
-        need(isinstance(t.max_steps, int) and t.max_steps >= 1, "train.max_steps", t.max_steps, "an integer >= 1")
-        need(num(t.lr) and t.lr > 0, "train.lr", t.lr, "a finite number > 0")
-        need(num(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", t.weight_decay, "a number >= 0")
-        need(num(t.clip_grad) and t.clip_grad >= 0, "train.clip_grad", t.clip_grad, "a number >= 0 (0 = off)")
-        need(isinstance(t.warmup_steps, int) and t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps,
-             "an integer >= 0")
-        need(num(t.poly_power) and t.poly_power > 0, "train.poly_power", t.poly_power, "a number > 0")
+        validate(self)  # every field's CHECKS and check(), also for configs built in code
 
     @property
     def adapter(self) -> str:

@@ -1,62 +1,18 @@
-"""CLI registration of the face domain: ``pretrainlab face <verb>``.
+"""The command line of the face domain: ``pretrainlab face <verb>`` (the CLI only; nothing imports it).
 
-Verbs: data, pretrain, finetune, eval, embed, verify, reproduce, demo, bench. Heavy imports stay
-inside the verb functions.
+Standard verbs from ``api.SPEC``; replaced here: ``pretrain`` / ``finetune`` (their default recipes are
+``pretrain`` and ``petalface``), ``eval`` (also a reference ``model.pt``, ``key=value`` settings). Own
+verbs: ``embed``, ``verify``.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from pretrainlab.core.cli import (
-    Domain,
-    Verb,
-    add_bench_args,
-    add_config_args,
-    add_data_args,
-    default_run_dir,
-    demo_verb,
-    reproduce_verb,
-    run_generate,
-)
-
-NAME = "face"
-
-
-def _data_args(p: argparse.ArgumentParser) -> None:
-    add_data_args(p, "identity folders, LFW pairs.txt, TinyFace lists")
-
-
-def _data(a: argparse.Namespace) -> int:
-    from pretrainlab.face.synthetic_faces import generate
-
-    return run_generate(generate, a)
-
-
-def _run(a: argparse.Namespace, default_recipe: str, extra: list[str]) -> int:
-    from pretrainlab.face.pipeline import load, synthetic_data, train
-
-    cfg = load(a.config or default_recipe, a.profile, [*extra, *a.overrides])
-    data = a.data or synthetic_data(cfg.data.profile)
-    run = a.out or default_run_dir(NAME, f"{cfg.method}")
-    train(cfg, data, run, resume=a.resume)
-    print(run)
-    return 0
-
-
-def _pretrain(a: argparse.Namespace) -> int:
-    return _run(a, "pretrain", [])
-
-
-def _finetune_args(p: argparse.ArgumentParser) -> None:
-    add_config_args(p, "petalface")
-    p.add_argument("--init", type=Path, required=True,
-                   help="pre-trained backbone: a `face pretrain` run / checkpoint, or the reference's model.pt (swin_256new)")
-
-
-def _finetune(a: argparse.Namespace) -> int:
-    return _run(a, "petalface", [f"init={a.init}"])
+from pretrainlab.core.domain import Verb, add_config_args, default_run_dir, run_folder, write_metrics
+from pretrainlab.face.api import SPEC
 
 
 def _overrides(p: argparse.ArgumentParser) -> None:
@@ -64,18 +20,56 @@ def _overrides(p: argparse.ArgumentParser) -> None:
                    help="settings on top of the checkpoint's config, e.g. quality.threshold=40 eval.flip_tta=false")
 
 
+def _train(kind: str, recipe: str) -> Any:
+    def run(a: argparse.Namespace) -> int:
+        from pretrainlab.face import api
+
+        cfg = api.load(a.config or recipe, a.profile, list(a.overrides or []))
+        data = a.data or api.synthetic_data(cfg.data.profile)
+        out = a.out or default_run_dir("face", f"{kind}-{cfg.method}")
+        with run_folder(out, a.resume, a.overwrite) as r:
+            if kind == "pretrain":
+                api.pretrain(cfg, data, r, resume=a.resume)
+            else:
+                api.finetune(cfg, data, r, init=a.init, resume=a.resume)
+        print(out)
+        return 0
+
+    return run
+
+
+def _finetune_args(p: argparse.ArgumentParser) -> None:
+    add_config_args(p, "petalface")
+    p.add_argument("--init", type=Path, required=True,
+                   help="pre-trained backbone: a `face pretrain` run / checkpoint, or a reference model.pt (swin_256new)")
+
+
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", type=Path, required=True, help="a face run / checkpoint folder, or a PETALface model.pt")
     p.add_argument("--data", type=Path, default=None,
-                   help="folder with the verification set (verify/pairs.txt or a .bin) and tinyface/ (default: synthetic)")
-    p.add_argument("--out", type=Path, default=None, help="metrics.json path (default: next to the checkpoint)")
+                   help="folder with the verification set (verify/pairs.txt or data.verify_dir=<x>.bin) and tinyface/ "
+                        "(default: the synthetic set)")
+    p.add_argument("--out", type=Path, default=None, help="metrics JSON (default: metrics.json beside the checkpoint)")
     _overrides(p)
 
 
 def _eval(a: argparse.Namespace) -> int:
-    from pretrainlab.face.api import evaluate
+    import json
+    import sys
 
-    evaluate(a.ckpt, a.data, a.out, a.overrides)
+    from pretrainlab.face import api
+
+    metrics = api.evaluate(a.ckpt, a.data, list(a.overrides or []))
+    src = Path(a.ckpt)
+    if a.out is None:
+        from pretrainlab.core.checkpoint import find_checkpoint
+
+        dest = src.parent / "metrics.json" if src.is_file() else find_checkpoint(src) / "metrics.json"
+    else:
+        dest = a.out
+    write_metrics(dest, metrics)
+    print(json.dumps(metrics, indent=2))
+    print(f"{dest}: HR verification {metrics['hr_verif_acc']:.2f}%, LR rank-1 {metrics['lr_rank-1']:.2f}%", file=sys.stderr)
     return 0
 
 
@@ -91,56 +85,38 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
 
 
 def _embed(a: argparse.Namespace) -> int:
-    from pretrainlab.face.api import embed
+    from pretrainlab.face import api
 
-    embed(a.ckpt, a.input, a.out, a.quality_scores, a.overrides)
+    api.embed(a.ckpt, a.input, a.out, a.quality_scores, list(a.overrides or []))
     return 0
 
 
 def _verify_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", type=Path, required=True)
+    p.add_argument("--ckpt", type=Path, required=True, help="a face run / checkpoint folder, or a PETALface model.pt")
     p.add_argument("images", nargs=2, type=Path, metavar="IMG")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the validation one)")
 
 
 def _verify(a: argparse.Namespace) -> int:
-    from pretrainlab.face.api import verify
+    from pretrainlab.face import api
 
-    verify(a.ckpt, a.images[0], a.images[1], a.threshold)
+    api.verify(a.ckpt, a.images[0], a.images[1], a.threshold)
     return 0
 
 
-def _bench(a: argparse.Namespace) -> int:
-    from pretrainlab.core.bench import report
-    from pretrainlab.face.bench import run_bench
-
-    report(run_bench(a.device, a.steps, a.warmup, a.batch_size, a.precision, a.compile), a.out)
-    return 0
-
-
-def get_domain() -> Domain:
-    return Domain(
-        name=NAME, title="PETALface: quality-weighted twin LoRA for low-resolution face recognition",
-        paper="Narayan et al., WACV 2025, PETALface: Parameter Efficient Transfer Learning for Low-resolution Face Recognition",
-        extra="face",
-        verbs=[
-            Verb("data", "write the synthetic faces (identity folders, LFW pairs.txt, TinyFace lists)", _data_args, _data,
-                 "pretrainlab face data --out data/faces --profile tiny"),
-            Verb("pretrain", "stage 1: Swin face backbone + CosFace on high-resolution identities",
-                 lambda p: add_config_args(p, "pretrain"), _pretrain, "pretrainlab face pretrain --profile smoke"),
-            Verb("finetune", "stage 2: full / lora / petalface fine-tuning on low-resolution identities", _finetune_args,
-                 _finetune, "pretrainlab face finetune --init runs/face/pretrain-<time> --config petalface --profile smoke"),
-            Verb("eval", "HR verification (10-fold acc, TAR@FAR) + TinyFace LR rank-1/5/10", _eval_args, _eval,
-                 "pretrainlab face eval --ckpt runs/face/petalface-<time>"),
-            Verb("embed", "embeddings + quality weight a of every image in a folder", _embed_args, _embed,
-                 "pretrainlab face embed --ckpt model.pt --input faces/ --quality-scores scores.csv --out emb.safetensors "
-                 "quality.threshold=40"),
-            Verb("verify", "similarity, quality a of each image and the decision", _verify_args, _verify,
-                 "pretrainlab face verify --ckpt C a.png b.png"),
-            reproduce_verb(NAME, "pre-trained vs full FT vs LoRA vs PETALface, >= 3 seeds",
-                           "pretrainlab.face.pipeline:reproduce"),
-            Verb("bench", "fine-tuning samples/s + peak memory (full / LoRA / PETALface), embedding images/s",
-                 add_bench_args, _bench, "pretrainlab face bench --device cuda --precision bf16 --steps 200"),
-            demo_verb(NAME),
-        ],
-    )
+def get_domain() -> Any:
+    return SPEC.cli([
+        Verb("pretrain", "stage 1: the reference face Swin + CosFace on high-resolution identities",
+             lambda p: add_config_args(p, "pretrain"), _train("pretrain", "pretrain"),
+             "pretrainlab face pretrain --profile smoke --out runs/face/pre"),
+        Verb("finetune", "stage 2: full / lora / petalface fine-tuning on low-resolution identities", _finetune_args,
+             _train("finetune", "petalface"),
+             "pretrainlab face finetune --init runs/face/pre --config petalface --profile smoke"),
+        Verb("eval", "HR verification (10-fold acc, TAR@FAR) + TinyFace LR rank-k -> metrics JSON", _eval_args, _eval,
+             "pretrainlab face eval --ckpt runs/face/petal"),
+        Verb("embed", "embeddings + quality weight a of every image in a folder", _embed_args, _embed,
+             "pretrainlab face embed --ckpt model.pt --input faces/ --quality-scores scores.csv --out emb.safetensors "
+             "quality.threshold=40"),
+        Verb("verify", "similarity, quality a of each image and the decision", _verify_args, _verify,
+             "pretrainlab face verify --ckpt runs/face/petal a.png b.png"),
+    ])

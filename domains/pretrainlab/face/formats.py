@@ -141,8 +141,45 @@ def load_image(path: str | Path, size: int) -> tuple[torch.Tensor, list[str]]:
     return eval_tensor(arr, size), notes
 
 
+DECODE_CACHE_BYTES = int(os.environ.get("PRETRAINLAB_FACE_DECODE_CACHE_MB", "256")) * 2**20
+_decoded: dict[Any, np.ndarray] = {}
+_decoded_bytes = 0
+
+
+def _source_key(src: Any) -> Any:
+    if isinstance(src, (str, Path)):
+        st = os.stat(src)
+        return ("file", str(src), st.st_mtime_ns, st.st_size)
+    if isinstance(src, RecordSource):
+        return ("rec", str(src.rec.rec_path), src.rec.rec_size, src.key)
+    if isinstance(src, BinImage):
+        return ("bin", str(src.path), src.index, len(src.data))
+    return None
+
+
+def decode_source(src: Any) -> np.ndarray:
+    """A path / RecordIO / .bin / IJB source -> uint8 ``(H, W, 3)``. Decoded images are kept in a bounded
+    per-process cache (``$PRETRAINLAB_FACE_DECODE_CACHE_MB``, default 256 MB): small sets (the tiny profile,
+    a reproduction evaluating many models on one protocol) decode once; a real-scale set fills the cache and
+    is streamed from disk beyond it, never held whole."""
+    global _decoded_bytes
+    try:
+        key = _source_key(src)
+    except OSError:
+        key = None  # a missing file: the decoder below raises the DataError naming it
+    if key is not None and key in _decoded:
+        return _decoded[key]
+    arr = src.decode() if hasattr(src, "decode") and not isinstance(src, (str, Path, bytes)) else decode_image(src)[0]
+    if key is not None and _decoded_bytes + arr.nbytes <= DECODE_CACHE_BYTES:
+        arr.setflags(write=False)
+        _decoded[key] = arr
+        _decoded_bytes += arr.nbytes
+    return arr
+
+
 class ImageList(torch.utils.data.Dataset):
-    """Paths (or ``(container, key)`` sources) decoded lazily: item ``(3, S, S)`` normalised eval tensor."""
+    """Paths (or ``(container, key)`` sources) decoded lazily: item ``(3, S, S)`` normalised tensor
+    (evaluation preprocessing, or the training one with ``train=True``)."""
 
     def __init__(self, sources: Sequence[Any], size: int, train: bool = False) -> None:
         self.sources, self.size, self.train = list(sources), size, train
@@ -151,8 +188,7 @@ class ImageList(torch.utils.data.Dataset):
         return len(self.sources)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        src = self.sources[i]
-        arr = src.decode() if hasattr(src, "decode") and not isinstance(src, (str, Path, bytes)) else decode_image(src)[0]
+        arr = decode_source(self.sources[i])
         return train_tensor(arr, self.size) if self.train else eval_tensor(arr, self.size)
 
 

@@ -25,6 +25,7 @@ Reference behaviour kept on purpose (each is a named deviation from the paper's 
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -72,10 +73,19 @@ class LoRALinearTwo(nn.Linear):
             nn.init.zeros_(up.weight)
 
     def forward(self, x: Tensor, alpha: Tensor) -> Tensor:  # type: ignore[override]
+        """``down((1 - a) x) = (1 - a) down(x)`` (``a`` is one scalar per sample and ``down`` is linear), so
+        the weight is applied to the rank-``r`` projection instead of the full input: the same function
+        with less memory traffic. Without dropout (eval) both ups run as one matmul."""
         out = F.linear(x, self.weight, self.bias)
         alpha = alpha.to(x.dtype)
-        low = self.scale * self.dropout(self.trainable_lora_up(self.trainable_lora_down((1 - alpha) * x)))
-        high = self.scale2 * self.dropout2(self.trainable_lora_up2(self.trainable_lora_down2(alpha * x)))
+        d1 = self.trainable_lora_down(x) * (1 - alpha)
+        d2 = self.trainable_lora_down2(x) * alpha
+        drop = self.training and (self.dropout.p > 0 or self.dropout2.p > 0)
+        if not drop and self.scale == self.scale2:
+            up = torch.cat([self.trainable_lora_up.weight, self.trainable_lora_up2.weight], 1)
+            return out + self.scale * F.linear(torch.cat([d1, d2], -1), up)
+        low = self.scale * self.dropout(self.trainable_lora_up(d1))
+        high = self.scale2 * self.dropout2(self.trainable_lora_up2(d2))
         return out + low + high
 
 

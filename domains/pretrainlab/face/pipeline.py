@@ -1,4 +1,4 @@
-"""Training stages, checkpoint loading and the paper-table reproduction of the face domain.
+"""Training stages and checkpoint loading of the face domain (used through ``pretrainlab.face.api``).
 
 Stage 1 (``method=pretrain``, the paper's WebFace stage, done by this project): a Swin face
 backbone trained from scratch with the margin loss on high-resolution identities.
@@ -9,7 +9,6 @@ identities (TinyFace training set) starting from the stage-1 checkpoint (``init`
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,6 @@ import torch
 from pretrainlab.face.config import FaceConfig
 
 NAME = "face"
-RECIPES = Path(__file__).parent / "recipes"
-ROW_RECIPES = {"pre-trained": "pretrain", "full fine-tune": "full_finetune", "plain LoRA": "lora",
-               "PETALface": "petalface"}
-PAPER = ("Narayan et al., WACV 2025, PETALface: Parameter Efficient Transfer Learning for "
-         "Low-resolution Face Recognition")
-
-
-DATA_VERSION = "2"  # 2: fine-tuning set as insightface RecordIO, verification also as an insightface .bin
-
-
-def load(config: str | None, profile: str | None, overrides: list[str] | dict[str, Any] = ()) -> FaceConfig:
-    from pretrainlab.core.config import load_config
-
-    return load_config(FaceConfig, config or "petalface", recipes_dir=RECIPES, profile=profile, overrides=overrides)
-
-
-def synthetic_data(profile: str, seed: int = 0) -> Path:
-    from pretrainlab.core.data import cached_synthetic
-    from pretrainlab.face.synthetic_faces import generate
-
-    return cached_synthetic(NAME, generate, profile, seed, version=DATA_VERSION)
 
 
 def train_split(cfg: FaceConfig) -> str:
@@ -96,7 +74,7 @@ def train(cfg: FaceConfig, data_root: Path, run_dir: Path, resume: bool = False,
     return task, result
 
 
-def load_task(ckpt: str | Path, device: str | torch.device = "cpu", overrides: list[str] | None = None):
+def load_model(ckpt: str | Path, device: str | torch.device = "cpu", overrides: list[str] | None = None):
     """(FaceTask, FaceConfig, source path, how it was trained) of a face checkpoint or a reference ``model.pt``.
 
     ``overrides``: ``key=value`` settings applied on top of the stored config (``quality.*``, ``eval.*``, ...).
@@ -127,17 +105,9 @@ def load_task(ckpt: str | Path, device: str | torch.device = "cpu", overrides: l
         task.load_state_dict(tensors)
     except RuntimeError as e:
         raise CheckpointError(f"{folder}: weights do not fit the face model: {str(e).splitlines()[0]}") from None
-    return task.to(device).eval(), cfg, folder, trained_how(cfg, meta)
+    from pretrainlab.core.demo import describe_checkpoint
 
-
-def trained_how(cfg: FaceConfig, meta: dict[str, Any]) -> str:
-    """One line for pages and outputs: method, profile, steps (an untrained / smoke model says so)."""
-    step = meta.get("step", "?")
-    prof = cfg.data.profile
-    kind = {"smoke": "SMOKE model (seconds of training: its outputs are not meaningful)",
-            "tiny": "tiny-profile model (CPU minutes, synthetic faces)",
-            "full": "full-profile model"}.get(prof, prof)
-    return f"{cfg.method}, {kind}, {step} steps"
+    return task.to(device).eval(), cfg, folder, f"{cfg.method}, {describe_checkpoint(folder)}"
 
 
 def threshold_for(folder: Path) -> tuple[float | None, str]:
@@ -157,96 +127,3 @@ def _save_threshold(run_dir: Path, metrics: dict[str, Any], data: Path) -> None:
 
     atomic_write_json(Path(run_dir) / "face_threshold.json",
                       {"threshold": metrics["threshold"], "hr_verif_acc": metrics["hr_verif_acc"], "data": str(data)})
-
-
-def reproduce(profile: str, out: Path, seeds: list[int] | None = None, data: Path | None = None) -> Path:
-    """Rows: pre-trained / full fine-tune / plain LoRA / PETALface; >= 3 seeds; claims as measured."""
-    from tqdm.auto import tqdm
-
-    from pretrainlab.core import results as R
-    from pretrainlab.face.evaluation import evaluate_task
-
-    t0 = time.time()
-    seeds = list(seeds or [0, 1, 2])
-    data = Path(data) if data else synthetic_data(load("pretrain", profile).data.profile)
-    out = Path(out)
-    scores: dict[str, dict[str, list[float]]] = {row: {} for row in ROW_RECIPES}
-    device = "cpu"
-    bar = tqdm(total=1 + len(seeds) * (len(ROW_RECIPES) - 1), desc=f"face reproduce ({profile})", unit="run", file=sys.stderr)
-    quiet = ["train.progress=false"]
-    # Stage 1 once (the paper fine-tunes ONE pre-trained WebFace model); the seeds vary stage 2.
-    pcfg = load("pretrain", profile, [f"train.seed={seeds[0]}", *quiet])
-    task, res = train(pcfg, data, out / "pretrain", write_threshold=False)
-    device = str(next(task.parameters()).device)
-    pre_metrics = evaluate_task(task, pcfg, data, device)
-    _save_threshold(out / "pretrain", pre_metrics, data)
-    bar.update(1)
-    for s in seeds:
-        for k, v in pre_metrics.items():  # deterministic evaluation of the one pre-trained model
-            scores["pre-trained"].setdefault(k, []).append(float(v))
-        for row, recipe in ROW_RECIPES.items():
-            if recipe == "pretrain":
-                continue
-            cfg = load(recipe, profile, [f"train.seed={s}", f"init={res.checkpoint}", *quiet])
-            ftask, _ = train(cfg, data, out / f"seed{s}" / recipe, write_threshold=False)
-            metrics = evaluate_task(ftask, cfg, data, device)
-            _save_threshold(out / f"seed{s}" / recipe, metrics, data)
-            for k, v in metrics.items():
-                scores[row].setdefault(k, []).append(float(v))
-            bar.update(1)
-    bar.close()
-    cols = ["hr_verif_acc", "hr_TAR@FAR=1e-01", "lr_rank-1", "lr_rank-5", "lr_rank-10", "trainable_%"]
-    rows = [R.row(name, {k: v for k, v in m.items() if k in cols or k.endswith("quality_a_mean")}) for name, m in scores.items()]
-
-    def mean(row: str, k: str) -> float:
-        return float(sum(scores[row][k]) / len(scores[row][k]))
-
-    def spread(row: str, k: str) -> str:
-        v = scores[row][k]
-        return f"[{', '.join(f'{x:.2f}' for x in v)}]"
-
-    tol = 1.0  # points of HR accuracy PETALface may lose and still "keep" it (paper: <= 0.15 on LFW)
-    pre_hr, full_hr, pet_hr = mean("pre-trained", "hr_verif_acc"), mean("full fine-tune", "hr_verif_acc"), mean("PETALface", "hr_verif_acc")
-    pre_r1, pet_r1, lora_r1 = mean("pre-trained", "lr_rank-1"), mean("PETALface", "lr_rank-1"), mean("plain LoRA", "lr_rank-1")
-    claims = [
-        R.claim("Full fine-tuning on low-resolution data loses high-resolution verification accuracy",
-                full_hr < pre_hr, f"mean HR verification accuracy {full_hr:.2f} (full FT, per seed "
-                f"{spread('full fine-tune', 'hr_verif_acc')}) vs {pre_hr:.2f} (pre-trained)"),
-        R.claim(f"PETALface keeps high-resolution accuracy (drop <= {tol:g} point) and gains low-resolution rank-1 "
-                "over the pre-trained model",
-                pet_hr >= pre_hr - tol and pet_r1 > pre_r1,
-                f"mean HR acc {pet_hr:.2f} (per seed {spread('PETALface', 'hr_verif_acc')}) vs {pre_hr:.2f}; "
-                f"LR rank-1 {pet_r1:.2f} (per seed {spread('PETALface', 'lr_rank-1')}) vs {pre_r1:.2f}"),
-        R.claim("PETALface >= plain LoRA on low-resolution identification (rank-1)", pet_r1 >= lora_r1,
-                f"mean LR rank-1 {pet_r1:.2f} (PETALface, per seed {spread('PETALface', 'lr_rank-1')}) vs {lora_r1:.2f} "
-                f"(LoRA, per seed {spread('plain LoRA', 'lr_rank-1')})"),
-    ]
-    pcfg = load("pretrain", profile)
-    results: dict[str, Any] = {
-        "domain": NAME, "paper": PAPER, "profile": profile, "device": device, "seeds": seeds,
-        "wall_time_s": time.time() - t0, "rows": rows, "claims": claims,
-        "paper_numbers": {
-            "source": "PETALface Table 1 (WebFace4M Swin, CosFace; LFW accuracy, TinyFace rank-1/5/10, trainable %)",
-            "pre-trained": {"LFW": 99.78, "TinyFace": [72.74, 76.79, 79.18]},
-            "full fine-tune": {"LFW": 98.50, "TinyFace": [71.32, 76.42, 79.45]},
-            "plain LoRA": {"LFW": 99.65, "TinyFace": [75.37, 78.88, 82.02]},
-            "PETALface": {"LFW": 99.68, "TinyFace": [75.45, 79.05, 81.19], "trainable_%": 0.48},
-        },
-        "deviations": [
-            f"synthetic parametric faces instead of WebFace4M / LFW / TinyFace (data: {data})",
-            (f"Swin face backbone at {pcfg.model.image_size}px, embed {pcfg.model.embed_dim}, depths {pcfg.model.depths} "
-            "(paper: 120px, 384, [2, 18, 2]) pre-trained by this project for "
-            f"{pcfg.train.max_steps} steps per seed; one pre-training per seed, every fine-tune of that seed starts from it"),
-            "quality score: the weight-free relative-Laplacian-energy sharpness (offline) instead of pyiqa CNNIQA",
-            f"TAR@FAR at 1e-1 (few synthetic pairs) instead of IJB's 1e-4; HR 'keeps' tolerance {tol:g} point",
-        ],
-    }
-    note = ("Claims compare means over seeds; a difference smaller than the per-seed spread shown in the "
-            "evidence is within noise at this scale. The pre-trained row is one model evaluated "
-            "deterministically (zero spread). quality_a_mean columns: PETALface's mean quality weight a on the "
-            "HR verification images and on the LR probes.")
-    path = R.write_results(out, results, plot_metrics=["hr_verif_acc", "lr_rank-1"], extra_md=note)
-    held = sum(c["holds"] for c in claims)
-    print(f"face reproduce ({profile}): 4 rows x {len(seeds)} seeds in {time.time() - t0:.0f} s; "
-          f"{held}/{len(claims)} claims hold; {path.parent / 'results.md'}", file=sys.stderr)
-    return path

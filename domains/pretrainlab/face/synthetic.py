@@ -59,7 +59,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(12, 4, 8, 4, 10, 4, 2, 6, 6, 2, 1, 6),
-    "tiny": Profile(150, 10, 80, 8, 60, 5, 10, 30, 60, 3, 1, 120),
+    "tiny": Profile(150, 10, 80, 8, 60, 5, 10, 30, 150, 4, 1, 300),  # 600 LR probes: rank-1 in steps of 0.17 points
     "full": Profile(2000, 20, 1000, 10, 500, 6, 10, 300, 500, 4, 1, 2000),
 }
 
