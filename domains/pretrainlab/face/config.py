@@ -50,10 +50,6 @@ class SwinConfig:
         "window_size": ">=1", "mlp_ratio": ">0", "drop_path": ">=0 <1", "head_dropout": ">=0 <1", "embedding_dim": ">=1"}
 
     def check(self) -> None:
-        from pretrainlab.face.swin_face import (
-            check_swin,  # shape consistency (patch / window / heads / stages)
-        )
-
         check_swin(self, prefix="")
 
 
@@ -166,3 +162,35 @@ class FaceConfig:
     def adapter(self) -> str:
         """The backbone variant of the method: ``none`` (pretrain / full), ``lora`` or ``twin`` (PETALface)."""
         return {"pretrain": "none", "full": "none", "lora": "lora", "petalface": "twin"}[self.method]
+
+
+def check_swin(cfg: SwinConfig, prefix: str = "model.") -> None:
+    """Raise ``ConfigError`` naming the ``model.*`` key when the shape does not make a Swin."""
+    for key in ("image_size", "patch_size", "embed_dim", "window_size", "embedding_dim"):
+        if int(getattr(cfg, key)) < 1:
+            raise ConfigError(f"{prefix}{key}: must be >= 1, got {getattr(cfg, key)}")
+    if not 0 <= cfg.drop_path < 1:
+        raise ConfigError(f"{prefix}drop_path: must be in [0, 1), got {cfg.drop_path}")
+    if not 0 <= cfg.head_dropout < 1:
+        raise ConfigError(f"{prefix}head_dropout: must be in [0, 1), got {cfg.head_dropout}")
+    if cfg.mlp_ratio <= 0:
+        raise ConfigError(f"{prefix}mlp_ratio: must be > 0, got {cfg.mlp_ratio}")
+    if cfg.image_size % cfg.patch_size:
+        raise ConfigError(f"{prefix}image_size: {cfg.image_size} is not a multiple of {prefix}patch_size {cfg.patch_size}")
+    if not cfg.depths or len(cfg.depths) != len(cfg.num_heads):
+        raise ConfigError(f"{prefix}depths / {prefix}num_heads: need the same non-zero length, got {cfg.depths} / {cfg.num_heads}")
+    if any(d < 1 for d in cfg.depths) or any(h < 1 for h in cfg.num_heads):
+        raise ConfigError(f"{prefix}depths / {prefix}num_heads: every entry must be >= 1, got {cfg.depths} / {cfg.num_heads}")
+    res, dim = cfg.image_size // cfg.patch_size, cfg.embed_dim
+    for i, heads in enumerate(cfg.num_heads):
+        if dim % heads:
+            raise ConfigError(f"{prefix}num_heads: stage {i} has {dim} channels, not divisible by {heads} heads")
+        ws = min(res, cfg.window_size)
+        if res % ws:
+            raise ConfigError(f"{prefix}window_size: stage {i} has a {res}x{res} token grid, not divisible into "
+                              f"{ws}x{ws} windows")
+        if i < len(cfg.num_heads) - 1:
+            if res % 2:
+                raise ConfigError(f"{prefix}image_size: stage {i} has an odd token grid ({res}); choose "
+                                  "image_size / patch_size divisible by 2^(stages-1)")
+            res, dim = res // 2, dim * 2

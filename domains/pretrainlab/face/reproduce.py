@@ -25,14 +25,14 @@ PET = "PETALface (sharpness IQA)"
 
 
 def _deviations(profile: str) -> list[str]:
-    out = ["synthetic parametric faces (identity code + per-image nuisance, LR by blur / down-sampling / noise / "
-           "JPEG) instead of WebFace4M, LFW and TinyFace (none ships offline)",
-           "one stage-1 backbone pre-trained by this project serves every seed (the paper fine-tunes one "
-           "released WebFace4M model too): the pre-trained row has zero spread by construction",
+    out = [("synthetic parametric faces (identity code + per-image nuisance, LR by blur / down-sampling / noise / "
+           "JPEG) instead of WebFace4M, LFW and TinyFace (none ships offline)"),
+           ("one stage-1 backbone pre-trained by this project serves every seed (the paper fine-tunes one "
+           "released WebFace4M model too): the pre-trained row has zero spread by construction"),
            "TAR@FAR at 1e-2 / 1e-1 on synthetic pairs instead of IJB-B/C at 1e-4"]
     if profile != "full":
-        out += ["Swin at 40 px, patch 4, embed 48, depths [2, 2] (a scaled-down instance of the reference's 120 px "
-                "[2, 18, 2] module) pre-trained for 300 steps",
+        out += [("Swin at 40 px, patch 4, embed 48, depths [2, 2] (a scaled-down instance of the reference's 120 px "
+                "[2, 18, 2] module) pre-trained for 300 steps"),
                 "fine-tuning 12 epochs (120 steps of 64 images) instead of 40-50 epochs; full fine-tuning on 3 seeds",
                 "quality score: the weight-free sharpness scorer instead of pyiqa BRISQUE (no IQA weights offline)"]
     return out
