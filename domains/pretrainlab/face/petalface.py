@@ -153,6 +153,19 @@ def read_reference_state_dict(path: str | Path) -> dict[str, Tensor]:
 def infer_reference_config(sd: dict[str, Tensor], path: str | Path) -> tuple[SwinConfig, str, int]:
     """(SwinConfig, adapter, LoRA rank) of a reference state dict, read from its tensor shapes."""
     from pretrainlab.core.checkpoint import CheckpointError
+    from pretrainlab.core.config import ConfigError
+
+    try:
+        return _infer(sd, path)
+    except CheckpointError:
+        raise
+    except (ConfigError, KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as e:
+        raise CheckpointError(f"{path}: not a PETALface / swin_256new state dict (its tensor shapes do not describe "
+                              f"the reference Swin: {str(e).splitlines()[0][:160]})") from None
+
+
+def _infer(sd: dict[str, Tensor], path: str | Path) -> tuple[SwinConfig, str, int]:
+    from pretrainlab.core.checkpoint import CheckpointError
 
     def get(k: str) -> Tensor:
         if k not in sd:
