@@ -153,3 +153,15 @@ def test_bad_input_is_one_clear_line(case: tuple[str, list[str], str], world: di
     assert not new.exists(), "a failed command left its run folder"
     assert sorted(p.name for p in world["root"].iterdir()) == before
     assert sorted(str(p) for p in world["run"].rglob("*")) == run_before, "the existing run was touched"
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["simclr", "bench", "--device", "gpu"], "is not a device"),
+    (["simclr", "bench", "--steps", "0"], "below the minimum 1"),
+    (["simclr", "bench", "--warmup", "-1"], "below the minimum 0"),
+    (["simclr", "bench", "--batch-size", "many"], "not a whole number"),
+])
+def test_bench_arguments_are_checked_for_every_domain(argv: list[str], expect: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run_cli(argv, capsys)
+    assert rc == 2 and expect in err

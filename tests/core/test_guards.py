@@ -141,3 +141,23 @@ def test_npz_members_checked_before_decompression(tmp_path: Path, monkeypatch: p
     (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match=r"cut\.npz"):
         guards.load_npz(tmp_path / "cut.npz")
+
+
+def test_data_error_survives_a_dataloader_worker(tmp_path: Path) -> None:
+    """A corrupt file found while decoding lazily in a worker is still one clear DataError line."""
+
+    class Lazy(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            if i == 2:
+                raise DataError(tmp_path / "broken: file.png", "not a readable image (truncated)")
+            return torch.zeros(1)
+
+    loader = torch.utils.data.DataLoader(Lazy(), batch_size=1, num_workers=1)
+    with pytest.raises(DataError) as e:
+        list(loader)
+    assert e.value.path == str(tmp_path / "broken: file.png") or e.value.path.endswith("broken")
+    assert str(e.value).endswith("not a readable image (truncated)") and "Traceback" not in str(e.value)
+    assert DataError("x.png: bad").path == "x.png" and DataError("plain").problem == "plain"

@@ -161,3 +161,19 @@ def test_readme_block_is_generated_and_checked(tmp_path: Path) -> None:
     assert "![" not in (pkg / "results" / "tiny" / "results.md").read_text()  # no links to uncommitted plots
     with pytest.raises(ValueError, match="markers"):
         R.render_readme("# no markers\n", json.loads(dest.read_text()))
+
+
+def test_a_failed_start_leaves_no_folder(tmp_path: Path) -> None:
+    def boom(row: R.Row, seed: int, ctx: R.Context) -> dict[str, float]:
+        ctx.cell_dir(row, seed).mkdir(parents=True)
+        raise ValueError("no data")
+
+    t = R.Table("toy", "p", [R.Row("a")], boom, modules=["pretrainlab.core.stats"])
+    with pytest.raises(ValueError):
+        t.reproduce("smoke", tmp_path / "new", progress=False)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "reproduce.log").write_text("log")
+    with pytest.raises(ValueError):
+        t.reproduce("smoke", tmp_path / "old", progress=False)
+    assert [p.name for p in (tmp_path / "old").iterdir()] == ["reproduce.log"]

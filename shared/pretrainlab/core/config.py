@@ -49,6 +49,7 @@ class TrainConfig:
     lars_exclude_1d: bool = True  # LARS: biases / norms get no trust ratio and no weight decay (SimCLR); False = pl_bolts / SwAV
     lars_trust: str = "norm_of_sum"  # eta*|p|/|g + wd p| | "sum_of_norms": eta*|p|/(|g| + wd|p| + eps) (pl_bolts)
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8  # Adam / AdamW epsilon
     schedule: str = "cosine"  # cosine | linear | poly | constant
     poly_power: float = 2.0  # exponent of the poly schedule: lr * (1 - t) ** poly_power
     warmup_steps: int = 0
@@ -74,7 +75,7 @@ class TrainConfig:
         "max_steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "min_lr_ratio": ">=0 <=1",
         "weight_decay": ">=0", "optimizer": ("adamw", "adam", "sgd", "lars"), "momentum": ">=0 <1",
         "lars_eta": ">0", "lars_trust": ("norm_of_sum", "sum_of_norms"),
-        "betas": ">=0 <1", "schedule": ("cosine", "linear", "poly", "constant"), "poly_power": ">0",
+        "betas": ">=0 <1", "eps": ">0", "schedule": ("cosine", "linear", "poly", "constant"), "poly_power": ">0",
         "warmup_steps": ">=0", "clip_grad": ">=0", "precision": ("auto", "bf16", "fp32"),
         "device": lambda v: None if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
         else "expected auto, cpu, cuda or cuda:N", "num_workers": ">=0", "log_every": ">=1", "ckpt_every": ">=0",

@@ -26,12 +26,35 @@ from pretrainlab.core.io import atomic_dir, atomic_write_json
 
 
 class DataError(ValueError):
-    """Malformed input data. ``str(err)`` reads ``"<path>: <problem>"``."""
+    """Malformed input data. ``str(err)`` reads ``"<path>: <problem>"``.
 
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+    Raised inside a DataLoader worker, it reaches the main process through torch's
+    ``ExceptionWrapper``, which rebuilds it from one string: the worker's whole traceback. That
+    one-argument form is parsed back into the original ``path`` and ``problem`` (the traceback's
+    last line), so a corrupt file found while decoding lazily in a worker is still one clear line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str | None = None) -> None:
+        if problem is None:
+            path, problem = _split_message(str(path))
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.problem))
+
+
+def _split_message(msg: str) -> tuple[str, str]:
+    """``"<path>: <problem>"`` (or a worker traceback ending in ``...DataError: <path>: <problem>``)."""
+    import re
+
+    if "Traceback" in msg:
+        last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1]
+        m = re.search(r"DataError: (.*)$", last)
+        msg = m.group(1) if m else last
+    path, sep, problem = msg.partition(": ")
+    return (path, problem) if sep else ("", msg)
 
 
 def cache_root() -> Path:

@@ -125,11 +125,30 @@ def run_generate(generate: Callable[..., Any], a: argparse.Namespace, **kwargs: 
     return 0
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{v} is below the minimum {low}")
+        return v
+
+    return parse
+
+
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device (auto, cpu, cuda or cuda:N)")
+
+
 def add_bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--steps", type=int, default=20, help="timed training steps")
-    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", type=_device, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--steps", type=_int_at_least(1), default=20, help="timed training steps (>= 1)")
+    p.add_argument("--warmup", type=_int_at_least(0), default=3, help="untimed warm-up steps")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=None)
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--compile", action="store_true", help="torch.compile the task")
     p.add_argument("--out", type=Path, default=None, help="write the JSON here too")
@@ -146,9 +165,19 @@ def default_run_dir(domain: str, name: str) -> Path:
     return runs_root() / domain / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def demo_verb(domain: str) -> Verb:
-    """The standard ``demo`` verb: launch ``apps/<domain>/app.py`` on 127.0.0.1."""
+def demo_verb(domain: str, extra_args: Callable[[argparse.ArgumentParser], None] | None = None,
+              build_kwargs: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
+              example: str | None = None) -> Verb:
+    """The standard ``demo`` verb: launch ``apps/<domain>/app.py`` on 127.0.0.1.
+
+    ``extra_args`` adds a domain's own demo options; ``build_kwargs(args)`` turns them into keyword
+    arguments of the app's ``build_demo`` (validate them there: errors are one line, nothing starts)."""
     from pretrainlab.core.data import DataError
+
+    def add(p: argparse.ArgumentParser) -> None:
+        add_demo_args(p)
+        if extra_args is not None:
+            extra_args(p)
 
     def run(a: argparse.Namespace) -> int:
         from pretrainlab.core.demo import check_port, launch, load_app_module
@@ -156,12 +185,13 @@ def demo_verb(domain: str) -> Verb:
         if a.ckpt is not None and not a.ckpt.exists():
             raise DataError(a.ckpt, "no such checkpoint, run folder or weights file")
         check_port(a.port)
+        kwargs = build_kwargs(a) if build_kwargs is not None else {}
         mod = load_app_module(domain)
-        launch(mod.build_demo(ckpt=a.ckpt), port=a.port)
+        launch(mod.build_demo(ckpt=a.ckpt, **kwargs), port=a.port)
         return 0
 
-    return Verb("demo", f"launch the {domain} Gradio demo on 127.0.0.1", add_demo_args, run,
-                f"pretrainlab {domain} demo --port 7861")
+    return Verb("demo", f"launch the {domain} Gradio demo on 127.0.0.1", add, run,
+                example or f"pretrainlab {domain} demo --port 7861")
 
 
 def reproduce_verb(domain: str, help: str, target: str) -> Verb:
@@ -309,10 +339,13 @@ class DomainSpec:
         return str(cfg.data.profile)
 
     # ---------------------------------------------------------------- CLI
-    def cli(self, extra_verbs: Sequence[Any] = (), skip: Sequence[str] = ()) -> Any:
+    def cli(self, extra_verbs: Sequence[Any] = (), skip: Sequence[str] = (),
+            demo_args: Callable[[argparse.ArgumentParser], None] | None = None,
+            demo_kwargs: Callable[[argparse.Namespace], dict[str, Any]] | None = None) -> Any:
         """The CLI registration: the standard verbs (minus ``skip``), a domain verb of the same name
-        replacing its standard one, then the domain's own verbs."""
-        std = {v.name: v for v in standard_verbs(self) if v.name not in skip}
+        replacing its standard one, then the domain's own verbs. ``demo_args`` / ``demo_kwargs`` add
+        options to the standard demo verb (see :func:`demo_verb`)."""
+        std = {v.name: v for v in standard_verbs(self, demo_args, demo_kwargs) if v.name not in skip}
         own = [v for v in extra_verbs if v.name not in std]
         for v in extra_verbs:
             if v.name in std:
@@ -376,7 +409,8 @@ def _overrides(a: argparse.Namespace) -> list[str]:
     return list(getattr(a, "overrides", []) or [])
 
 
-def standard_verbs(spec: DomainSpec) -> list[Any]:
+def standard_verbs(spec: DomainSpec, demo_args: Callable[[argparse.ArgumentParser], None] | None = None,
+                   demo_kwargs: Callable[[argparse.Namespace], dict[str, Any]] | None = None) -> list[Any]:
     ex = spec.examples
     d = spec.name
 
@@ -436,7 +470,7 @@ def standard_verbs(spec: DomainSpec) -> list[Any]:
                ex.get("eval", f"pretrainlab {d} eval --ckpt runs/{d}/<run>")),
         reproduce_verb(d, spec.reproduce_help, spec.reproduce),
         report_verb(spec),
-        demo_verb(d),
+        demo_verb(d, demo_args, demo_kwargs, ex.get("demo")),
         Verb("bench", "training-step throughput and peak memory (JSON)", add_bench_args, bench,
                ex.get("bench", f"pretrainlab {d} bench --device cuda --precision bf16 --steps 200")),
     ]

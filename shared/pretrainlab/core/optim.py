@@ -86,9 +86,9 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float 
         raise ValueError("no trainable parameters for the optimizer")
     name = cfg.optimizer.lower()
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), foreach=True)  # type: ignore[arg-type]
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, foreach=True)  # type: ignore[arg-type]
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas), foreach=True)  # type: ignore[arg-type]
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, foreach=True)  # type: ignore[arg-type]
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
     if name == "lars":

@@ -543,6 +543,7 @@ class Table:
         cells_dir = out / "cells"
         key = self._key(profile, seeds, ctx.data)
         marker = cells_dir / "table.json"
+        out_existed, runs_existed = out.exists(), (out / "runs").exists()
         if cells_dir.exists():  # resume an interrupted run of the same table; a finished one is re-measured
             old = json.loads(marker.read_text()).get("key") if marker.exists() else None
             if not resume or old != key or (cells_dir / "complete").exists():
@@ -555,17 +556,24 @@ class Table:
         if len(todo) < len(jobs):
             print(f"{self.domain}: resuming: {len(jobs) - len(todo)} of {len(jobs)} cells already done in {cells_dir}",
                   file=sys.stderr)
-        if todo and self.setup is not None:
-            self.setup(ctx)
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{self.domain} reproduce ({profile})",
                    unit="cell", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-        for r, s in todo:
-            bar.set_postfix_str(f"{r.name} / seed {s}")
-            t_cell = time.time()
-            metrics = {k: float(v) for k, v in dict(self.run(r, s, ctx)).items()}
-            atomic_write_json(done[(r.name, s)], {"row": r.name, "seed": s, "metrics": metrics,
-                                                  "time_s": time.time() - t_cell})
-            bar.update()
+        try:
+            if todo and self.setup is not None:
+                self.setup(ctx)
+            for r, s in todo:
+                bar.set_postfix_str(f"{r.name} / seed {s}")
+                t_cell = time.time()
+                metrics = {k: float(v) for k, v in dict(self.run(r, s, ctx)).items()}
+                atomic_write_json(done[(r.name, s)], {"row": r.name, "seed": s, "metrics": metrics,
+                                                      "time_s": time.time() - t_cell})
+                bar.update()
+        except BaseException:
+            # nothing finished: leave no folder behind that this call created (a resumable run keeps its cells)
+            if not any(p.exists() for p in done.values()):
+                for created in ([out] if not out_existed else [cells_dir] + ([] if runs_existed else [out / "runs"])):
+                    shutil.rmtree(created, ignore_errors=True)
+            raise
         bar.close()
         rows = []
         for r in self.rows:
