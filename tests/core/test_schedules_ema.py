@@ -54,12 +54,14 @@ def test_ema_update_formula_and_frozen_target() -> None:
     torch.testing.assert_close(target[1].running_mean, torch.full((3,), 2.0))
 
 
-def test_warmup_from_zero_as_pl_bolts() -> None:
+def test_warmup_styles() -> None:
     from pretrainlab.core.schedules import lr_factor
 
-    assert lr_factor(0, 100, 10, "cosine", warmup_from_zero=True) == 0.0
-    assert lr_factor(5, 100, 10, "cosine", warmup_from_zero=True) == 0.5
-    assert lr_factor(0, 100, 10, "cosine") == 0.1
+    assert lr_factor(0, 100, 10, "cosine", warmup_style="from_zero") == 0.0  # pl_bolts
+    assert lr_factor(5, 100, 10, "cosine", warmup_style="from_zero") == 0.5
+    assert lr_factor(0, 100, 10, "cosine") == 0.1 and lr_factor(9, 100, 10, "cosine") == 1.0
+    assert [lr_factor(s, 100, 4, "poly", power=1.0, warmup_style="insightface") for s in range(4)] == \
+        [1.0, 0.25, 0.5, 0.75]  # arcface_torch PolynomialLRWarmup
 
 
 def test_lars_variants() -> None:

@@ -53,7 +53,9 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | linear | poly | constant
     poly_power: float = 2.0  # exponent of the poly schedule: lr * (1 - t) ** poly_power
     warmup_steps: int = 0
-    warmup_from_zero: bool = False  # warm-up lr = lr * step / warmup (pl_bolts linear_warmup_decay); default (step+1)/warmup
+    # linear: (step + 1) / warmup | from_zero: step / warmup (pl_bolts linear_warmup_decay) |
+    # insightface: the full lr at step 0, then step / warmup (arcface_torch PolynomialLRWarmup)
+    warmup_style: str = "linear"
     clip_grad: float = 0.0  # max global grad norm; 0 = off
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False  # torch.compile the task
@@ -75,6 +77,7 @@ class TrainConfig:
         "max_steps": ">=1", "batch_size": ">=1", "grad_accum": ">=1", "lr": ">0", "min_lr_ratio": ">=0 <=1",
         "weight_decay": ">=0", "optimizer": ("adamw", "adam", "sgd", "lars"), "momentum": ">=0 <1",
         "lars_eta": ">0", "lars_trust": ("norm_of_sum", "sum_of_norms"),
+        "warmup_style": ("linear", "from_zero", "insightface"),
         "betas": ">=0 <1", "eps": ">0", "schedule": ("cosine", "linear", "poly", "constant"), "poly_power": ">0",
         "warmup_steps": ">=0", "clip_grad": ">=0", "precision": ("auto", "bf16", "fp32"),
         "device": lambda v: None if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())

@@ -45,24 +45,39 @@ def load_app_module(domain: str) -> ModuleType:
     return mod
 
 
-def newest_checkpoint(domain: str, root: Path | None = None) -> Path | None:
-    """The newest checkpoint folder under ``runs/<domain>/`` (any run, any reproduction)."""
+def newest_checkpoint(domain: str, root: Path | None = None, task: str | Sequence[str] | None = None) -> Path | None:
+    """The newest checkpoint folder under ``runs/<domain>/`` (any run, any reproduction); ``task``:
+    only checkpoints whose ``meta.json`` names that task class (or one of them)."""
+    import json
+
     root = (root or runs_root()) / domain
     if not root.exists():
         return None
     cands = [p for p in root.rglob("model.safetensors") if p.parent.name.startswith("step_")]
+    if task is not None:
+        wanted = {task} if isinstance(task, str) else set(task)
+
+        def task_of(p: Path) -> str | None:
+            try:
+                return json.loads((p.parent / "meta.json").read_text()).get("task")
+            except (OSError, json.JSONDecodeError):
+                return None
+
+        cands = [p for p in cands if task_of(p) in wanted]
     if not cands:
         return None
     return max(cands, key=lambda p: p.stat().st_mtime).parent
 
 
-def resolve_checkpoint(domain: str, ckpt: str | Path | None, train_smoke: Callable[[], Path]) -> tuple[Path, str]:
-    """``ckpt`` if given; else the newest in ``runs/``; else train the smoke profile (and say so)."""
+def resolve_checkpoint(domain: str, ckpt: str | Path | None, train_smoke: Callable[[], Path],
+                       task: str | Sequence[str] | None = None) -> tuple[Path, str]:
+    """``ckpt`` if given; else the newest in ``runs/`` (of ``task`` when given); else train the smoke
+    profile (and say so)."""
     from pretrainlab.core.checkpoint import find_checkpoint
 
     if ckpt:
         return find_checkpoint(Path(ckpt)), f"checkpoint: {ckpt}"
-    found = newest_checkpoint(domain)
+    found = newest_checkpoint(domain, task=task)
     if found is not None:
         return found, f"checkpoint: newest in runs/ ({found})"
     path = train_smoke()

@@ -556,11 +556,12 @@ class Table:
         if len(todo) < len(jobs):
             print(f"{self.domain}: resuming: {len(jobs) - len(todo)} of {len(jobs)} cells already done in {cells_dir}",
                   file=sys.stderr)
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{self.domain} reproduce ({profile})",
-                   unit="cell", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        bar = None
         try:
             if todo and self.setup is not None:
                 self.setup(ctx)
+            bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{self.domain} reproduce ({profile})",
+                       unit="cell", disable=not progress, file=sys.stderr, dynamic_ncols=True)
             for r, s in todo:
                 bar.set_postfix_str(f"{r.name} / seed {s}")
                 t_cell = time.time()
@@ -569,6 +570,9 @@ class Table:
                                                       "time_s": time.time() - t_cell})
                 bar.update()
         except BaseException:
+            if bar is not None:
+                bar.close()
+                print(file=sys.stderr)  # the error goes on a line of its own, not after the bar
             # nothing finished: leave no folder behind that this call created (a resumable run keeps its cells)
             if not any(p.exists() for p in done.values()):
                 for created in ([out] if not out_existed else [cells_dir] + ([] if runs_existed else [out / "runs"])):

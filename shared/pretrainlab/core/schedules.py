@@ -6,17 +6,24 @@ import math
 
 
 def lr_factor(step: int, max_steps: int, warmup_steps: int = 0, kind: str = "cosine",
-              min_ratio: float = 0.0, power: float = 2.0, warmup_from_zero: bool = False) -> float:
+              min_ratio: float = 0.0, power: float = 2.0, warmup_style: str = "linear") -> float:
     """Multiplier of the base lr at optimizer step ``step`` (0-based).
 
-    Linear warm-up over ``warmup_steps`` from ``1/warmup`` to 1 (``warmup_from_zero``: from 0, as
-    pl_bolts' ``linear_warmup_decay``), then ``cosine`` (half cosine down
+    Linear warm-up over ``warmup_steps`` (``warmup_style``: "linear" from ``1/warmup`` to 1;
+    "from_zero" from 0, as pl_bolts' ``linear_warmup_decay``; "insightface": the full lr at step 0,
+    then ``step / warmup``, as arcface_torch's ``PolynomialLRWarmup``), then ``cosine`` (half cosine down
     to ``min_ratio``), ``linear`` (straight down to ``min_ratio``), ``poly`` (``(1 - t) ** power``
     down to ``min_ratio``; insightface's ``PolyScheduler`` uses power 2, its ``PolynomialLRWarmup`` 1) or
     ``constant``.
     """
     if warmup_steps > 0 and step < warmup_steps:
-        return (step if warmup_from_zero else step + 1) / warmup_steps
+        if warmup_style == "insightface":
+            return 1.0 if step == 0 else step / warmup_steps
+        if warmup_style == "from_zero":
+            return step / warmup_steps
+        if warmup_style != "linear":
+            raise ValueError(f"unknown warmup_style '{warmup_style}' (use linear, from_zero or insightface)")
+        return (step + 1) / warmup_steps
     if kind == "constant":
         return 1.0
     span = max(1, max_steps - warmup_steps)

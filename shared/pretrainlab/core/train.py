@@ -392,8 +392,10 @@ class Trainer:
         items = SeededItems(dataset, cfg.seed)  # type: ignore[arg-type]
         sampler = ResumableSampler(len(items), seed=cfg.seed, shuffle=True, rank=self.rank, world=self.world)
         if len(sampler) // cfg.batch_size == 0:
-            raise ValueError(f"dataset of {len(items)} samples gives no full batch of {cfg.batch_size} per process; "
-                             "lower train.batch_size")
+            from pretrainlab.core.config import ConfigError
+
+            raise ConfigError(f"train.batch_size: {cfg.batch_size} is more than the {len(sampler)} samples each of the "
+                              f"{self.world} process(es) gets from this dataset ({len(items)} in all); lower it")
         while True:
             items.epoch = st.epoch
             sampler.set_epoch(st.epoch, st.batch_in_epoch * cfg.batch_size)
@@ -438,7 +440,7 @@ class Trainer:
                     sums[key] = sums.get(key, torch.zeros((), device=self.device)) + v.detach().float() / n
             last_out = out
         factor = lr_factor(step, cfg.max_steps, cfg.warmup_steps, cfg.schedule, cfg.min_lr_ratio, cfg.poly_power,
-                           cfg.warmup_from_zero)
+                           cfg.warmup_style)
         finite = torch.ones((), device=self.device, dtype=torch.bool)
         for g, params, opt in due:
             if not eng.single:
