@@ -48,7 +48,7 @@ def test_generated_world_readers_agree(geo_data: Path) -> None:
 
 
 def test_world_cues_follow_tables() -> None:
-    from pretrainlab.geo.world import country_cues
+    from pretrainlab.geo.synthetic import country_cues
 
     assert country_cues("GB")["drive_side"] == "left" and country_cues("FR")["drive_side"] == "right"
     assert country_cues("US")["centre_line"] == "yellow" and country_cues("DE")["centre_line"] == "white"
@@ -131,7 +131,7 @@ def test_streaming_keeps_memory_bounded() -> None:
     """20,000 generated images streamed at 64 px: the index costs < 60 bytes a row and peak RSS grows
     by far less than the decoded split would take (245 MB; the old reader decoded every split into
     one tensor). ``pretrainlab geo bench --stream-images 100000`` measures the same at 10^5."""
-    from pretrainlab.geo.bench import stream_bench
+    from pretrainlab.geo.scaling import stream_bench
 
     r = stream_bench(20_000, size=64)
     assert r["images"] == 20_000 and r["index_bytes_per_row"] < 60 and r["decoded_split_mb"] > 200

@@ -11,7 +11,9 @@ import torch
 
 from pretrainlab.core.cli import main
 from pretrainlab.core.config import PROFILES
-from pretrainlab.geo.domain import RECIPES, load
+from pretrainlab.geo.api import SPEC, load
+
+RECIPES = SPEC.recipes
 
 QUIET = ["train.progress=false", "contrastive.train.progress=false", "train.tensorboard=false",
          "contrastive.train.tensorboard=false"]
@@ -127,10 +129,11 @@ def test_cli_bench_cpu(tmp_path: Path) -> None:
     assert main(["geo", "bench", "--device", "cpu", "--steps", "1", "--warmup", "0", "--batch-size", "2",
                  "--model", "test-vit-tiny", "--image-size", "32", "--cells-points", "3000", "--index-images", "2000",
                  "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
-    assert res["train_geocells"]["samples_per_s"] > 0 and res["inference_with_refinement"]["images_per_s"] > 0
+    res = {r["name"].split("-")[0] if r["name"].startswith("geocells") else r["name"]: r
+           for r in json.loads(out.read_text())}
+    assert res["pigeon-geocells-test-vit-tiny"]["samples_per_s"] > 0 and res["inference_with_refinement"]["images_per_s"] > 0
     assert res["inference_with_refinement"]["index_images"] == 2000
-    assert res["geocells"][0]["points"] == 3000 and res["geocells"][0]["assign_wall_s"] > 0
+    assert res["geocells"]["points"] == 3000 and res["geocells"]["assign_wall_s"] > 0
 
 
 def test_reproduce_smoke(geo_data: Path, tmp_path: Path) -> None:

@@ -1,13 +1,13 @@
 """``pretrainlab geo bench``: what a full-scale run costs.
 
-1. Semantic geocell construction for each ``--cells-points`` count (10^5 and 10^6 by default)
-   synthetic-world locations with PIGEOTTO's sizes 1000 / 2000 and the reference's OPTICS rounds
-   (all points per cell, as the reference), the point-to-cell assignment and the Voronoi shapes
-   timed apart; wall and CPU seconds.
-2. Training samples/s and peak memory of the geocell stage (``GeolocationTask`` with haversine
-   smoothing + auxiliary heads and the freezing scheme) and of the contrastive stage.
-3. Inference images/s including retrieval refinement against an ``--index-images`` (10^6) index
-   held as the run holds it (memory-mapped member embeddings and prototypes).
+1. Training samples/s and peak memory of the geocell stage (``GeolocationTask`` with haversine
+   smoothing + auxiliary heads and the freezing scheme) and of the contrastive stage, timed through
+   the trainer's own ``train_step``.
+2. Inference images/s including retrieval refinement against an ``--index-images`` (10^6) index held
+   as a run holds it (memory-mapped member embeddings and prototypes).
+3. Semantic geocell construction for each ``--cells-points`` count (10^5 and 10^6): PIGEOTTO's sizes
+   1000 / 2000 and the reference's OPTICS rounds on all points of a cell; the point assignment and the
+   Voronoi shapes timed apart (wall and CPU seconds).
 4. ``--stream-images N``: peak-RSS growth while streaming N generated images through the loader.
 
 On CUDA the default tower is ViT-B-16 at 224 px (batch 256); on CPU test-vit-small at 64 px.
@@ -15,120 +15,34 @@ On CUDA the default tower is ViT-B-16 at 224 px (batch 256); on CPU test-vit-sma
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+from pretrainlab.geo import api
+
+N_CELLS = 2000  # PIGEOTTO-scale number of geocells for the timing
 
 
-def cells_bench(n: int, voronoi: bool = True) -> dict[str, Any]:
-    from pretrainlab.geo.semantic_geocells import GeocellConfig, build_geocells
-    from pretrainlab.geo.world import sample_locations
+def _setup(device: str, model: str | None, image_size: int | None, batch_size: int | None) -> tuple[Any, int, bool]:
+    from pretrainlab.core.train import select_device
 
-    m = sample_locations(n, np.random.default_rng(0))
-    ll = np.stack([m["lat"], m["lon"]], axis=1)
-    cfg = GeocellConfig(min_size=1000, max_size=2000, voronoi=False)  # PIGEOTTO sizes, reference OPTICS rounds
-    t, c = time.perf_counter(), time.process_time()
-    cells, labels = build_geocells(ll, cfg, progress=False)
-    out: dict[str, Any] = {"points": n, "geocells": len(cells), "assign_wall_s": time.perf_counter() - t,
-                           "assign_cpu_s": time.process_time() - c, "size_distribution": cells.report}
-    if voronoi:
-        from pretrainlab.geo.semantic_geocells import admin_areas, cell_shapes
-
-        t, c = time.perf_counter(), time.process_time()
-        cell_shapes(ll, labels, admin_areas(ll, cfg), len(cells))
-        out.update(shapes_wall_s=time.perf_counter() - t, shapes_cpu_s=time.process_time() - c)
-    return out
+    cuda = select_device(device).type == "cuda"
+    name = model or ("ViT-B-16" if cuda else "test-vit-small")
+    size = image_size or (224 if cuda else 64)
+    cfg = api.load("pigeon", "full" if cuda else "tiny",
+                   [f"model.clip_model={name}", f"model.image_size={size}", "model.pretrained="])
+    return cfg, batch_size or (256 if cuda else 32), cuda
 
 
-def stream_bench(n: int, size: int = 64, workers: int = 0, batch: int = 500) -> dict[str, Any]:
-    """Generate ``n`` distinct small JPEGs + a CSV in a temporary folder, index them and stream every
-    image through a DataLoader at ``size`` px: index bytes per row, peak-RSS growth while streaming
-    (vs the ``n x 3 x size x size`` bytes a decoded split would take), images/s."""
-    import io
-    import resource
+def bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size: int | None = None,
+          precision: str = "auto", compile: bool = False, model: str | None = None,
+          image_size: int | None = None) -> list[dict[str, Any]]:
+    """Training steps of the geocell stage and of the contrastive stage (the standard bench)."""
+    import torch
 
-    from PIL import Image
-    from torch.utils.data import DataLoader
+    from pretrainlab.core.bench import bench_task
 
-    from pretrainlab.geo.formats import read_split
-    from pretrainlab.geo.pipeline import ImageDataset
-
-    with tempfile.TemporaryDirectory(prefix="geo-stream-") as tmp:
-        root = Path(tmp)
-        img_dir = root / "images" / "train"
-        img_dir.mkdir(parents=True)
-        rng = np.random.default_rng(0)
-        buf = io.BytesIO()
-        lines = ["image,lat,lon"]
-        for i in range(n):  # one random colour per image: every file differs
-            buf.seek(0)
-            buf.truncate()
-            Image.new("RGB", (8, 8), tuple(int(c) for c in rng.integers(0, 256, 3))).save(buf, format="JPEG", quality=50)
-            (img_dir / f"{i}.jpg").write_bytes(buf.getvalue())
-            lines.append(f"{i}.jpg,{rng.uniform(-60, 60):.5f},{rng.uniform(-170, 170):.5f}")
-        (root / "train.csv").write_text("\n".join(lines) + "\n")
-        rec = read_split(root, "train")
-        index_bytes = rec.ids.nbytes + rec.latlon.nbytes + rec.images.names.nbytes + rec.images.dir_idx.nbytes
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        seen, checksum = 0, 0.0
-        t = time.perf_counter()
-        for b in DataLoader(ImageDataset(rec, size), batch_size=batch, num_workers=workers):
-            seen += len(b["image"])
-            checksum += float(b["image"][:, :, 0, 0].float().mean())
-        dt = time.perf_counter() - t
-        grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    return {"images": seen, "image_size": size, "index_bytes_per_row": index_bytes / max(1, n),
-            "rss_growth_mb": grown, "decoded_split_mb": n * 3 * size * size / 2**20,
-            "images_per_s": seen / dt, "checksum": checksum}
-
-
-def synthetic_index(n: int, d: int, n_cells: int, folder: Path, seed: int = 0):  # -> RefinementIndex
-    """A refinement index of ``n`` random unit-scale embeddings in ``n_cells`` cells of ~10-image
-    clusters, written and memory-mapped as a run's index is (timing only)."""
-    from pretrainlab.geo.retrieval_refinement import RefinementIndex
-
-    rng = np.random.default_rng(seed)
-    per_cluster = 10
-    m = n // per_cluster
-    emb = np.lib.format.open_memmap(folder / "embeddings.npy", mode="w+", dtype=np.float32, shape=(m * per_cluster, d))
-    for s in range(0, len(emb), 65536):
-        emb[s:s + 65536] = rng.standard_normal((min(65536, len(emb) - s), d), dtype=np.float32)
-    emb.flush()
-    protos = np.lib.format.open_memmap(folder / "prototypes.npy", mode="w+", dtype=np.float32, shape=(m, d))
-    protos[:] = rng.standard_normal((m, d), dtype=np.float32)
-    protos.flush()
-    proto_cell = np.sort(rng.integers(0, n_cells, m))
-    cell_offsets = np.searchsorted(proto_cell, np.arange(n_cells + 1)).astype(np.int64)
-    latlon = np.stack([rng.uniform(-60, 70, len(emb)), rng.uniform(-180, 180, len(emb))], axis=1)
-    offsets = np.arange(0, len(emb) + 1, per_cluster, dtype=np.int64)
-    p_ll = latlon.reshape(m, per_cluster, 2).mean(1)
-    RefinementIndex(latlon, offsets, proto_cell, p_ll, cell_offsets, protos, emb, folder).save(folder)
-    return RefinementIndex.load(folder)
-
-
-def run_bench(a: argparse.Namespace) -> dict[str, Any]:
-    from pretrainlab.core.bench import bench_task, report
-    from pretrainlab.core.train import autocast_dtype, select_device
-    from pretrainlab.geo.config import GeoConfig
-    from pretrainlab.geo.contrastive_pretraining import ContrastivePretrainTask
-    from pretrainlab.geo.geolocation import GeolocationTask
-    from pretrainlab.geo.model import ModelConfig
-    from pretrainlab.geo.retrieval_refinement import refine
-
-    dev = select_device(a.device)
-    cuda = dev.type == "cuda"
-    name = a.model or ("ViT-B-16" if cuda else "test-vit-small")
-    size = getattr(a, "image_size", None) or (224 if cuda else 64)
-    bs = a.batch_size or (256 if cuda else 32)
-    k = 2000
-    cfg = GeoConfig(model=ModelConfig(clip_model=name, image_size=size), n_cells=k)
-    results: dict[str, Any] = {}
+    cfg, bs, _ = _setup(device, model, image_size, batch_size)
+    size, k = cfg.model.image_size, N_CELLS
 
     def batch() -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(0)
@@ -137,60 +51,38 @@ def run_bench(a: argparse.Namespace) -> dict[str, Any]:
                 "cell": torch.randint(0, k, (bs,), generator=g), "climate": torch.randint(0, 30, (bs,), generator=g),
                 "month": torch.randint(0, 12, (bs,), generator=g), "regression": torch.randn(bs, 6, generator=g)}
 
-    task = GeolocationTask(cfg)
+    task = api.new_task(cfg, k)
     task.centroids.copy_(torch.rand(k, 2) * torch.tensor([180.0, 360.0]) - torch.tensor([90.0, 180.0]))
-    results["train_geocells"] = bench_task(task, batch, steps=a.steps, warmup=a.warmup, device=a.device,
-                                           precision=a.precision, compile=a.compile, name=f"pigeon-geocells-{name}",
-                                           extra={"image_size": size, "n_cells": k})
-    ctx = task.clip.context_length if hasattr(task.clip, "context_length") else 77
-    vocab = task.clip.vocab_size if hasattr(task.clip, "vocab_size") else 49408
-    pre = ContrastivePretrainTask(cfg)
+    out = [bench_task(task, batch, steps=steps, warmup=warmup, device=device, precision=precision, compile=compile,
+                      name=f"pigeon-geocells-{cfg.model.clip_model}", extra={"image_size": size, "n_cells": k},
+                      train=cfg.train)]
+    pre = api.new_contrastive_task(cfg)
+    ctx = getattr(pre.clip, "context_length", 77)
+    vocab = getattr(pre.clip, "vocab_size", 49408)
 
     def pbatch() -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(1)
         return {"image": torch.randint(0, 256, (bs, 3, size, size), dtype=torch.uint8, generator=g),
                 "tokens": torch.randint(1, vocab, (bs, ctx), generator=g)}
 
-    results["contrastive_pretraining"] = bench_task(pre, pbatch, steps=max(5, a.steps // 4), warmup=a.warmup,
-                                                    device=a.device, precision=a.precision, compile=a.compile,
-                                                    name=f"pigeon-contrastive-{name}", extra={"image_size": size})
-    del pre
-    n_index = int(getattr(a, "index_images", 1_000_000))
-    if n_index > 0:
-        with tempfile.TemporaryDirectory(prefix="geo-bench-index-") as tmp:
-            d = task.heads.geocell.in_features
-            t0 = time.perf_counter()
-            index = synthetic_index(n_index, d, k, Path(tmp))
-            build_s = time.perf_counter() - t0
-            task.to(dev).eval()
-            x = batch()["image"].to(dev)
-            dtype = autocast_dtype(a.precision, dev)
-            steps = max(3, a.steps // 10)
-            rcfg = dataclasses.replace(cfg.refine)
-            t_model = t_refine = 0.0
-            with torch.inference_mode():
-                for i in range(steps + 1):
-                    t1 = time.perf_counter()
-                    with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-                        out = task.predict(x)
-                    probs = torch.softmax(out["geocell"].float(), -1)
-                    if cuda:
-                        torch.cuda.synchronize(dev)
-                    t2 = time.perf_counter()
-                    refine(out["embedding"].float().cpu(), probs.cpu(), task.centroids.cpu(), index, rcfg)
-                    t3 = time.perf_counter()
-                    if i:  # the first pass warms up
-                        t_model += t2 - t1
-                        t_refine += t3 - t2
-            results["inference_with_refinement"] = {
-                "images_per_s": bs * steps / (t_model + t_refine), "model_images_per_s": bs * steps / t_model,
-                "refine_images_per_s": bs * steps / t_refine, "batch_size": bs, "index_images": n_index,
-                "index_dim": d, "index_disk_mb": sum(f.stat().st_size for f in Path(tmp).iterdir()) / 2**20,
-                "index_write_s": build_s}
-            del index
-    if getattr(a, "stream_images", 0):
-        results["streaming"] = stream_bench(a.stream_images)
-    for n in [p for p in (getattr(a, "cells_points", None) or []) if p > 0]:
-        results.setdefault("geocells", []).append(cells_bench(n))
-    report(results, a.out)
-    return results
+    out.append(bench_task(pre, pbatch, steps=max(5, steps // 4), warmup=warmup, device=device, precision=precision,
+                          compile=compile, name=f"pigeon-contrastive-{cfg.model.clip_model}",
+                          extra={"image_size": size}, train=cfg.contrastive.train))
+    return out
+
+
+def run_bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size: int | None = None,
+              precision: str = "auto", compile: bool = False, model: str | None = None, image_size: int | None = None,
+              index_images: int = 1_000_000, cells_points: list[int] | tuple[int, ...] = (100_000, 1_000_000),
+              stream_images: int = 0) -> list[dict[str, Any]]:
+    """Everything ``geo bench`` reports (see the module docstring)."""
+    out = bench(device, steps, warmup, batch_size, precision, compile, model, image_size)
+    cfg, bs, _ = _setup(device, model, image_size, batch_size)
+    if index_images > 0:
+        out.append(api.measure_refinement(api.new_task(cfg, N_CELLS), cfg, index_images, bs, max(3, steps // 10),
+                                          device, precision))
+    if stream_images > 0:
+        out.append({"name": "streaming", **api.measure_streaming(stream_images)})
+    for n in [p for p in cells_points if p > 0]:
+        out.append({"name": f"geocells-{n}", **api.measure_geocells(n)})
+    return out

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -47,14 +48,30 @@ class ModelConfig:
     freeze_backbone: bool = True  # apply the freezing scheme in the geocell stage
     views: int = 1  # images per location: 1, or 4 for PIGEON's panorama (embeddings averaged)
 
+    CHECKS: ClassVar[dict[str, Any]] = {"image_size": ">=8 <=1024", "trainable_blocks": ">=0", "views": (1, 4)}
+
+    def check(self) -> None:
+        """An unknown model name fails when the recipe loads, not after the geocells are built."""
+        if self.clip_model.endswith(".json") or self.clip_model.startswith("hf-hub:"):
+            return
+        import difflib
+
+        import open_clip
+
+        from pretrainlab.core.openclip import register_tiny_configs
+
+        register_tiny_configs()
+        names = open_clip.list_models()
+        if self.clip_model not in names:
+            near = difflib.get_close_matches(self.clip_model, names, n=3)
+            raise ConfigError(f"clip_model: unknown open_clip model '{self.clip_model}'"
+                              + (f"; did you mean {near}?" if near else "; or give an open_clip config .json"))
+
 
 def validate_config(cfg: ModelConfig, prefix: str = "model") -> None:
-    if cfg.image_size < 8 or cfg.image_size > 1024:
-        raise ConfigError(f"{prefix}.image_size: {cfg.image_size} must lie in [8, 1024]")
-    if cfg.trainable_blocks < 0:
-        raise ConfigError(f"{prefix}.trainable_blocks: {cfg.trainable_blocks} must be >= 0")
-    if cfg.views not in (1, 4):
-        raise ConfigError(f"{prefix}.views: {cfg.views} is not allowed; allowed: 1, 4 (PIGEON's panorama)")
+    from pretrainlab.core.config import validate
+
+    validate(cfg, prefix + ".")
 
 
 def _model_name(cfg: ModelConfig) -> str:
@@ -83,8 +100,14 @@ def build_clip(cfg: ModelConfig) -> tuple[nn.Module, object]:
     """``(open_clip model, tokenizer)``, randomly initialised or from ``cfg.pretrained``."""
     from pretrainlab.core.openclip import create_clip
 
-    return create_clip(_model_name(cfg), pretrained=cfg.pretrained or None, setting="model.pretrained",
-                       force_image_size=cfg.image_size)
+    try:
+        return create_clip(_model_name(cfg), pretrained=cfg.pretrained or None, setting="model.pretrained",
+                           force_image_size=cfg.image_size)
+    except ConfigError as e:  # the core names its own setting; here it is model.clip_model
+        msg = str(e)
+        if msg.startswith("model.name:"):
+            raise ConfigError("model.clip_model:" + msg[len("model.name:"):]) from None
+        raise
 
 
 def normalize_images(x: torch.Tensor) -> torch.Tensor:

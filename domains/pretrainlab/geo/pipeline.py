@@ -97,7 +97,7 @@ def load_split(root: str, split: str, fmt: str = "auto", layout: str = "auto", v
 
 
 def _split_for(cfg: GeoConfig, root: Path, split: str) -> Split:
-    return load_split(str(root), split, cfg.data_format, cfg.data_layout, cfg.model.views)
+    return load_split(str(root), split, cfg.data.format, cfg.data.layout, cfg.model.views)
 
 
 @dataclass
@@ -117,7 +117,7 @@ def load_data(cfg: GeoConfig, root: Path) -> GeoData:
     root = Path(root)
     tr = _split_for(cfg, root, "train")
     te = _split_for(cfg, root, "test")
-    key = (str(root), cfg.data_format, cfg.data_layout, json.dumps(dataclasses.asdict(cfg.geocells), sort_keys=True))
+    key = (str(root), cfg.data.format, cfg.data.layout, json.dumps(dataclasses.asdict(cfg.geocells), sort_keys=True))
     if key not in _CELL_CACHE:
         _CELL_CACHE[key] = build_geocells(tr.latlon, cfg.geocells, str(tr.records.source))
     cells, labels = _CELL_CACHE[key]
@@ -166,7 +166,7 @@ class CaptionDataset(Dataset):
 
     def __init__(self, split: Split, tokenizer: Any, size: int, style: str = "streetview") -> None:
         from pretrainlab.geo.places import country_name
-        from pretrainlab.geo.world import country_cues
+        from pretrainlab.geo.synthetic import country_cues
 
         self.s, self.tok, self.size, self.style = split, tokenizer, size, style
         self.views = len(split.records.views)
@@ -273,6 +273,8 @@ def build_refinement(task: Any, data: GeoData, cfg: GeoConfig, run_dir: Path | N
     from pretrainlab.geo.retrieval_refinement import build_index
 
     rec = data.train.records
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="geo-embed-", dir=str(run_dir) if run_dir else None))
     try:
         emb = None

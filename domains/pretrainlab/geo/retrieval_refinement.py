@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -61,25 +62,21 @@ class RefineConfig:
     final: str = "nearest"  # nearest (paper) | farthest (the reference code's argmax of distances) | mean
     query_chunk: int = 64  # queries scored at once (bounds the gathered prototypes' memory)
 
+    CHECKS: ClassVar[dict[str, Any]] = {
+        "top_k_cells": ">=1", "temperature": ">0", "cancel_km": ">0", "optics_min_samples": ">=2",
+        "optics_xi": ">0 <1", "final": FINALS, "query_chunk": ">=1",
+    }
+
+    def check(self) -> None:
+        for k in ("temperature", "cancel_km"):
+            if not np.isfinite(getattr(self, k)):
+                raise ConfigError(f"{k}: {getattr(self, k)!r} must be finite")
+
 
 def validate_config(cfg: RefineConfig, prefix: str = "refine") -> None:
-    def bad(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{prefix}.{key}: {problem}")
+    from pretrainlab.core.config import validate
 
-    if cfg.top_k_cells < 1:
-        raise bad("top_k_cells", f"{cfg.top_k_cells} must be >= 1")
-    if not (np.isfinite(cfg.temperature) and cfg.temperature > 0):
-        raise bad("temperature", f"{cfg.temperature} must be a finite number > 0")
-    if not (cfg.cancel_km > 0):
-        raise bad("cancel_km", f"{cfg.cancel_km} must be > 0 (km)")
-    if cfg.optics_min_samples < 2:
-        raise bad("optics_min_samples", f"{cfg.optics_min_samples} must be >= 2")
-    if not 0.0 < cfg.optics_xi < 1.0:
-        raise bad("optics_xi", f"{cfg.optics_xi} must lie in (0, 1)")
-    if cfg.final not in FINALS:
-        raise bad("final", f"{cfg.final!r} is not allowed; allowed: {', '.join(FINALS)}")
-    if cfg.query_chunk < 1:
-        raise bad("query_chunk", f"{cfg.query_chunk} must be >= 1")
+    validate(cfg, prefix + ".")
 
 
 def cell_clusters(latlon: np.ndarray, min_samples: int, xi: float) -> np.ndarray:

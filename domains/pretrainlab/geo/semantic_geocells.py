@@ -56,7 +56,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -70,6 +70,12 @@ OPTICS_ROUNDS_PIGEOTTO = ((300, 0.05), (400, 0.005), (1000, 0.0001))
 FUSE_SEED = 330  # geocell_creation / cell_collection: df_small.sample(random_state=330)
 ADJACENT_SCALE = 1.01  # cell_collection.__fuse: shapes scaled by 1.01 to find touching cells
 ENLARGED_SCALE = 2.0  # cell_collection.__fuse: last resort, the shape scaled 2x
+
+
+KINDS = ("semantic", "naive")
+ADMIN_LEVELS = ("admin2", "admin1", "country")
+CENTROIDS = ("mean", "spherical")
+FALLBACKS = ("none", "bisect")
 
 
 @dataclass
@@ -90,36 +96,30 @@ class GeocellConfig:
     # to the nearest fitted point's cluster (a speed aid, not the paper)
     voronoi: bool = True  # build cell shapes (off: centroids only, faster)
 
+    CHECKS: ClassVar[dict[str, Any]] = {
+        "kind": KINDS, "min_size": ">=1", "max_size": ">=2", "admin_level": ADMIN_LEVELS, "centroid": CENTROIDS,
+        "split_fallback": FALLBACKS,
+        "optics_max_points": lambda v: None if v == 0 or v >= 10 else "0 (all points) or >= 10",
+    }
 
-KINDS = ("semantic", "naive")
-ADMIN_LEVELS = ("admin2", "admin1", "country")
-CENTROIDS = ("mean", "spherical")
-FALLBACKS = ("none", "bisect")
+    def check(self) -> None:
+        if self.max_size < self.min_size:
+            raise ConfigError(f"max_size: {self.max_size} must be >= min_size ({self.min_size})")
+        for i, r in enumerate(self.optics_rounds):
+            if len(r) != 2:
+                raise ConfigError(f"optics_rounds[{i}]: {r!r} is not a (min_samples, xi) pair")
+            ms, xi = r
+            if isinstance(ms, bool) or int(ms) != ms or ms < 2:
+                raise ConfigError(f"optics_rounds[{i}]: min_samples {ms!r} must be an integer >= 2")
+            if not 0.0 < float(xi) < 1.0:
+                raise ConfigError(f"optics_rounds[{i}]: xi {xi!r} must lie in (0, 1)")
 
 
 def validate_config(cfg: GeocellConfig, prefix: str = "geocells") -> None:
     """Raise :class:`ConfigError` naming the key for a value the algorithm cannot use."""
-    def bad(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{prefix}.{key}: {problem}")
+    from pretrainlab.core.config import validate
 
-    for key, allowed in (("kind", KINDS), ("admin_level", ADMIN_LEVELS), ("centroid", CENTROIDS),
-                         ("split_fallback", FALLBACKS)):
-        if getattr(cfg, key) not in allowed:
-            raise bad(key, f"{getattr(cfg, key)!r} is not allowed; allowed: {', '.join(allowed)}")
-    if cfg.min_size < 1:
-        raise bad("min_size", f"{cfg.min_size} must be >= 1")
-    if cfg.max_size < max(2, cfg.min_size):
-        raise bad("max_size", f"{cfg.max_size} must be >= 2 and >= min_size ({cfg.min_size})")
-    if cfg.optics_max_points < 0 or 0 < cfg.optics_max_points < 10:
-        raise bad("optics_max_points", f"{cfg.optics_max_points} must be 0 (all points) or >= 10")
-    for i, r in enumerate(cfg.optics_rounds):
-        if len(r) != 2:
-            raise bad(f"optics_rounds[{i}]", f"{r!r} is not a (min_samples, xi) pair")
-        ms, xi = r
-        if int(ms) != ms or ms < 2:
-            raise bad(f"optics_rounds[{i}]", f"min_samples {ms!r} must be an integer >= 2")
-        if not 0.0 < float(xi) < 1.0:
-            raise bad(f"optics_rounds[{i}]", f"xi {xi!r} must lie in (0, 1)")
+    validate(cfg, prefix + ".")
 
 
 def optics_rounds(cfg: GeocellConfig) -> list[tuple[int, float]]:
