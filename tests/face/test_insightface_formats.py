@@ -181,6 +181,17 @@ def test_ijb_layout_round_trip_and_alignment(tmp_path: Path) -> None:
     out = norm_crop(img, lmk[0] + (np.rint(lmk[0][2]) - lmk[0][2]))
     yy, xx = np.unravel_index(out[..., 0].argmax(), out.shape[:2])
     assert abs(xx - ARCFACE_DST[2][0]) <= 1.5 and abs(yy - ARCFACE_DST[2][1]) <= 1.5
+    from pretrainlab.core.cli import main
+
+    (tmp_path / "m").mkdir()
+    assert main(["face", "pretrain", "--profile", "smoke", "--out", str(tmp_path / "pre"), "train.max_steps=1",
+                 "train.progress=false"]) == 0
+    assert main(["face", "eval", "--ckpt", str(tmp_path / "pre"), "--ijb", str(tmp_path), "--ijb-target", "IJBB",
+                 "--out", str(tmp_path / "m" / "m.json")]) == 0
+    import json
+
+    m = json.loads((tmp_path / "m" / "m.json").read_text())
+    assert 0 <= m["ijbb_TAR@FAR=1e-04"] <= 100 and "lr_rank-1" in m
     (tmp_path / "meta" / "ijbb_template_pair_label.txt").write_text("1 99 1\n")
     with pytest.raises(DataError, match="templates have no image"):
         read_ijb(tmp_path, "IJBB")

@@ -50,6 +50,9 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="folder with the verification set (verify/pairs.txt or data.verify_dir=<x>.bin) and tinyface/ "
                         "(default: the synthetic set)")
     p.add_argument("--out", type=Path, default=None, help="metrics JSON (default: metrics.json beside the checkpoint)")
+    p.add_argument("--ijb", type=Path, default=None,
+                   help="also IJB-B/C 1:1 TAR@FAR (eval.ijb_fars): a folder with meta/<t>_*.txt and loose_crop/")
+    p.add_argument("--ijb-target", default="IJBC", choices=["IJBB", "IJBC"], dest="ijb_target")
     _overrides(p)
 
 
@@ -60,6 +63,8 @@ def _eval(a: argparse.Namespace) -> int:
     from pretrainlab.face import api
 
     metrics = api.evaluate(a.ckpt, a.data, list(a.overrides or []))
+    if a.ijb is not None:
+        metrics.update(api.evaluate_ijb(a.ckpt, a.ijb, a.ijb_target, list(a.overrides or [])))
     src = Path(a.ckpt)
     if a.out is None:
         from pretrainlab.core.checkpoint import find_checkpoint
