@@ -97,12 +97,11 @@ def load_input(upload: str | None, sample: int, fov: bool = True) -> tuple[Any, 
     """``(Frame, name)`` from an upload (preferred; KITTI's calibration and image size when ``fov``) or a
     simulated scan (its own calibration, image size and ground truth)."""
     from pretrainlab.core.data import DataError
-    from pretrainlab.lidar.formats import KITTI_IMAGE_SHAPE, Calib, Frame, read_points
+    from pretrainlab.lidar import api
 
     if upload:
         p = validate_upload(upload, POINT_TYPES, what="point cloud")
-        cam = Calib.default() if fov else None
-        return Frame(read_points(p), [], cam, p, image_shape=KITTI_IMAGE_SHAPE if fov else None), p.name
+        return api.scan_frame(p, fov), p.name
     frames = sample_frames()
     if not 0 <= int(sample) < len(frames):
         raise DataError("(sample)", f"pick a simulated scan between 0 and {len(frames) - 1}")
@@ -138,7 +137,7 @@ def bev_image(points: np.ndarray, dets: list[Any], gts: list[Any] | None, pc_ran
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from pretrainlab.lidar.rotated_iou import bev_corners
+    from pretrainlab.lidar import api
 
     r = pc_range
     sel = (points[:, 0] >= r[0]) & (points[:, 0] < r[3]) & (points[:, 1] >= r[1]) & (points[:, 1] < r[4])
@@ -147,7 +146,7 @@ def bev_image(points: np.ndarray, dets: list[Any], gts: list[Any] | None, pc_ran
     ax.scatter(p[:, 1], p[:, 0], c=p[:, 2], s=0.3, cmap="viridis", vmin=-2.0, vmax=1.0)
     for objs, style in ((gts or [], "--"), (dets, "-")):
         for o in objs:
-            c = bev_corners(o.box)[0]
+            c = api.box_corners(o.box)[[0, 1, 2, 3], :2]
             c = np.vstack([c, c[:1]])
             ax.plot(c[:, 1], c[:, 0], style, color=CLASS_COLOURS.get(o.cls, "k"), lw=1.4 if style == "-" else 1.0)
     ax.set_xlim(r[4], r[1])  # y to the left, as seen from above with x forward
@@ -168,7 +167,7 @@ def scene_3d(points: np.ndarray, dets: list[Any], max_points: int = 20000) -> An
     """Interactive plotly 3D figure: points coloured by height, detection boxes as wireframes."""
     import plotly.graph_objects as go
 
-    from pretrainlab.lidar.formats import box_corners
+    from pretrainlab.lidar import api
 
     rng = np.random.default_rng(0)
     p = points if len(points) <= max_points else points[rng.choice(len(points), max_points, replace=False)]
@@ -176,7 +175,7 @@ def scene_3d(points: np.ndarray, dets: list[Any], max_points: int = 20000) -> An
                                  marker={"size": 1, "color": p[:, 2], "colorscale": "Viridis"}, name="points"))
     edges = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
     for d in dets:
-        c = box_corners(d.box)
+        c = api.box_corners(d.box)
         xs, ys, zs = [], [], []
         for a, b in edges:
             xs += [c[a, 0], c[b, 0], None]

@@ -12,7 +12,8 @@ from pretrainlab.lidar import formats as F
 
 
 def test_kitti_reader_on_generated_data(lidar_smoke: Path) -> None:
-    frames = F.load_frames(lidar_smoke, "train")
+    split = F.LabelledSplit(lidar_smoke, "train")
+    frames = [split[i] for i in range(len(split))]
     assert len(frames) == 8
     n_obj = sum(len(f.objects) for f in frames)
     assert n_obj > 0
@@ -22,7 +23,7 @@ def test_kitti_reader_on_generated_data(lidar_smoke: Path) -> None:
     # boxes stand on the ground (sensor 1.73 m above it) and objects have LiDAR points inside
     for o in f.objects:
         assert abs((o.box[2] - o.box[5] / 2) + 1.73) < 0.05
-        assert 0 <= F.kitti_difficulty(o) <= 2 or F.kitti_difficulty(o) == -1
+        assert o.bbox2d[3] > o.bbox2d[1] and 0 <= o.truncated < 0.95 and o.occluded in (0, 1, 2)
 
 
 def test_label_camera_roundtrip(tmp_path: Path) -> None:
@@ -49,6 +50,12 @@ def test_custom_and_open3d_formats(tmp_path: Path) -> None:
     np.testing.assert_allclose(F.read_points(tmp_path / "a.npy"), pts)
     np.save(tmp_path / "b.npy", pts[:, :3])
     assert F.read_points(tmp_path / "b.npy").shape == (100, 4)
+    import open3d as o3d
+
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts[:, :3].astype(np.float64)))
+    assert o3d.io.write_point_cloud(str(tmp_path / "z.pcd"), pcd, compressed=True)
+    assert b"binary_compressed" in (tmp_path / "z.pcd").read_bytes()[:400]
+    np.testing.assert_allclose(F.read_points(tmp_path / "z.pcd")[:, :3], pts[:, :3], atol=1e-5)  # LZF decoded
     for binary in (True, False):
         F.write_pcd(tmp_path / "c.pcd", pts, binary=binary)
         F.write_ply(tmp_path / "c.ply", pts, binary=binary)
@@ -201,20 +208,22 @@ def test_openpcdet_custom_layout(tmp_path: Path) -> None:
         np.save(tmp_path / "points" / f"{n}.npy", rng.normal(size=(50, 4)).astype(np.float32))
         F.write_custom_label(tmp_path / "labels" / f"{n}.txt",
                              [F.Object3D("Car", np.array([5, 1, -1, 4, 2, 1.5, 0.1], np.float32))])
-    frames = F.load_frames(tmp_path, "train")
-    assert len(frames) == 2 and frames[0].calib is None and frames[1].objects[0].cls == "Car"
+    split = F.LabelledSplit(tmp_path, "train")
+    frames = [split[0], split[1]]
+    assert len(split) == 2 and frames[0].calib is None and frames[1].objects[0].cls == "Car"
 
 
 def test_icp_flow_recovers_ego_motion() -> None:
-    from pretrainlab.lidar.temporal_flow import icp_flow
+    from pretrainlab.lidar.temporal_flow import icp_transform
 
     rng = np.random.default_rng(0)
     prev = np.c_[rng.uniform(-20, 20, (3000, 2)), rng.uniform(-1, 3, 3000), np.zeros(3000)].astype(np.float32)
     shift = np.array([0.3, -0.1, 0.0], np.float32)
     cur = prev.copy()
     cur[:, :3] += shift
-    flow = icp_flow(prev, cur)
-    np.testing.assert_allclose(flow.mean(0), shift, atol=0.02)
+    T = icp_transform(prev, cur)
+    np.testing.assert_allclose(T[:3, 3], shift, atol=0.02)
+    np.testing.assert_allclose(T[:3, :3], np.eye(3), atol=1e-3)
 
 
 # ------------------------------------------------------------------------------ sequence layouts

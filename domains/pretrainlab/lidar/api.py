@@ -24,7 +24,7 @@ SPEC = DomainSpec(
     name="lidar", title="LiDAR 3D detection with equivariant spatio-temporal self-supervision (E-SSL3D)",
     paper=PAPER, package="pretrainlab.lidar", config="pretrainlab.lidar.config:PretrainConfig",
     configs={"detect": "pretrainlab.lidar.config:DetectConfig"}, default_recipe="essl3d",
-    generator="pretrainlab.lidar.synthetic:generate", recipes=Path(__file__).parent / "recipes", data_version="3",
+    generator="pretrainlab.lidar.synthetic:generate", recipes=Path(__file__).parent / "recipes", data_version="5",
     data_help="the simulated KITTI-format data (object split with labels / calib / images, sequences with flow)",
     readers={
         "KITTI object (training/{velodyne,label_2,calib,image_2}, ImageSets)": "pretrainlab.lidar.formats:LabelledSplit",
@@ -295,6 +295,22 @@ def detect(ckpt: Path, inputs: Path, out: Path, calib: Path | str | None = None,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return written
+
+
+def scan_frame(path: Path, fov: bool = True) -> Any:
+    """A point file as a :class:`~pretrainlab.lidar.formats.Frame` without labels; with ``fov`` the KITTI object
+    calibration and image size (375 x 1242) bound the camera's field of view, as in training."""
+    from pretrainlab.lidar.formats import KITTI_IMAGE_SHAPE, Calib, Frame, read_points
+
+    cam = Calib.default() if fov else None
+    return Frame(read_points(path), [], cam, Path(path), image_shape=KITTI_IMAGE_SHAPE if fov else None)
+
+
+def box_corners(box: Any) -> Any:
+    """``(7,)`` LiDAR box -> ``(8, 3)`` corners (bottom 4, then top 4)."""
+    from pretrainlab.lidar.formats import box_corners as corners
+
+    return corners(box)
 
 
 def make_task(cfg: Any) -> Any:

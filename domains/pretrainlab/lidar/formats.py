@@ -639,13 +639,6 @@ def bboxes2d_of(boxes: np.ndarray, calib: Calib, image_shape: tuple[int, int] = 
     return box, trunc
 
 
-def bbox2d_of(box: np.ndarray, calib: Calib, image_shape: tuple[int, int] = KITTI_IMAGE_SHAPE
-              ) -> tuple[tuple[float, float, float, float], float]:
-    """2D image box of one LiDAR box (clipped to the image) and its truncation (see :func:`bboxes2d_of`)."""
-    bb, tr = bboxes2d_of(np.asarray(box)[None], calib, image_shape)
-    return tuple(float(v) for v in bb[0]), float(tr[0])  # type: ignore[return-value]
-
-
 # ---------------------------------------------------------------------------------- KITTI label files
 
 @dataclasses.dataclass
@@ -817,19 +810,6 @@ def write_custom_label(path: Path, objs: list[Object3D]) -> None:
     Path(path).write_text("".join(" ".join(f"{v:.4f}" for v in o.box[:7]) + f" {o.cls}\n" for o in objs))
 
 
-def kitti_difficulty(obj: Object3D) -> int:
-    """KITTI difficulty: 0 easy, 1 moderate, 2 hard, -1 none, as the devkit's ignore rule.
-
-    A box is ignored at a level when its 2D height is ``<=`` the level's minimum (40 / 25 / 25 px) or
-    its occlusion / truncation exceeds the level's maximum (0 / 1 / 2; 0.15 / 0.30 / 0.50).
-    """
-    h = obj.bbox2d[3] - obj.bbox2d[1]
-    for lvl, (mh, mo, mt) in enumerate(((40, 0, 0.15), (25, 1, 0.30), (25, 2, 0.50))):
-        if h > mh and obj.occluded <= mo and obj.truncated <= mt:
-            return lvl
-    return -1
-
-
 # ---------------------------------------------------------------------------------- labelled splits
 
 @dataclasses.dataclass
@@ -843,7 +823,6 @@ class Frame:
     path: Path
     annos: KittiAnnos | None = None
     image_shape: tuple[int, int] | None = None
-    n_cropped: int = 0
 
     def eval_annos(self) -> KittiAnnos:
         """The ground truth as the KITTI evaluation sees it."""
@@ -944,12 +923,6 @@ class LabelledSplit:
         lab = base / "label_2" / f"{fid}.txt"
         annos = read_kitti_annos(lab) if lab.exists() else KittiAnnos.empty()
         return Frame(pts, annos_to_objects(annos, calib), calib, p, annos, self.image_shape_of(i))
-
-
-def load_frames(root: Path, split: str) -> list[Frame]:
-    """Every frame of a (small) split in memory; large splits use :class:`LabelledSplit` (streamed)."""
-    s = LabelledSplit(root, split)
-    return [s[i] for i in range(len(s))]
 
 
 # ---------------------------------------------------------------------------------- scan sequences

@@ -53,8 +53,6 @@ MAX_OCCLUSION = (0, 1, 2)
 MAX_TRUNCATION = (0.15, 0.3, 0.5)
 # ref: get_official_eval_result overlap_0_7 [metric (bbox, bev, 3d), class (Car, Ped, Cyc, Van, Person_sitting, Truck)]
 OVERLAP_0_7 = np.array([[0.7, 0.5, 0.5, 0.7, 0.5, 0.7], [0.7, 0.5, 0.5, 0.7, 0.5, 0.7], [0.7, 0.5, 0.5, 0.7, 0.5, 0.7]])
-OVERLAP_0_5 = np.array([[0.7, 0.5, 0.5, 0.7, 0.5, 0.5], [0.5, 0.25, 0.25, 0.5, 0.25, 0.5],
-                        [0.5, 0.25, 0.25, 0.5, 0.25, 0.5]])
 N_SAMPLE_PTS = 41  # ref: eval_class
 NO_DETECTION = -10000000  # ref: compute_statistics_jit
 

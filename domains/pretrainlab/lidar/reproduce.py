@@ -1,9 +1,12 @@
 """The paper's table (Hegde et al. 2024, Tables 1-3) at a chosen scale, on the core's harness.
 
-Rows: scratch, E-SSL3D (spatial + temporal), and the ablation / baseline rows spatial only, temporal
-only, invariant contrastive. A cell (row, seed) pre-trains once (the seed changes the pre-training,
-the label subset and the fine-tuning) and fine-tunes the detector for a fixed number of EPOCHS at
-each label fraction (5 % and 100 %), each evaluated with the official KITTI R40 AP on the val split.
+Rows: scratch and E-SSL3D (spatial + temporal). E-SSL3D is pre-trained once per table (seed 0, in
+``setup``), as a paper fine-tunes one pre-trained backbone; a cell (row, seed) fine-tunes the
+detector (the seed changes the label subset and the fine-tuning) for a fixed number of EPOCHS at
+each label fraction of the profile (tiny: 5 %; full: 5 / 20 / 100 %), each evaluated with the
+official KITTI R40 AP on the val split. The ablation rows (spatial only, temporal
+only) and the invariant baseline are recipes (``pretrain --config spatial|temporal|invariant``); the
+tiny budget goes to the headline's seeds instead.
 
 Headline (paper Table 1, SECOND): E-SSL3D pre-training beats training from scratch at the lowest
 label fraction (moderate 3D mAP, Car / Pedestrian / Cyclist).
@@ -17,9 +20,9 @@ from typing import Any
 from pretrainlab.core.results import Claim, Context, Row, Table
 from pretrainlab.lidar import api
 
-FRACTIONS: tuple[float, ...] = (0.05, 1.0)  # paper: 5 %, 20 %, 100 % of the KITTI labels (20 % left out at tiny)
-EPOCHS = {"smoke": 1, "tiny": 8, "full": 80}  # fine-tuning epochs at every label fraction (OpenPCDet SECOND: 80)
-PRETRAIN_STEPS = {"smoke": 2, "tiny": 60, "full": 100000}
+# paper: 5 %, 20 %, 100 % of the KITTI labels; tiny affords the lowest fraction only (the headline's)
+FRACTIONS: dict[str, tuple[float, ...]] = {"smoke": (0.05,), "tiny": (0.05,), "full": (0.05, 0.2, 1.0)}
+EPOCHS = {"smoke": 1, "tiny": 24, "full": 80}  # fine-tuning epochs at every label fraction (OpenPCDet SECOND: 80)
 
 
 def tag(f: float) -> str:
@@ -32,19 +35,40 @@ def fine_tune_steps(n_train: int, fraction: float, batch: int, epochs: int) -> i
     return max(1, epochs * max(1, n // min(batch, n)))
 
 
+def pretrained(method: str, ctx: Context) -> Any:
+    """The one pre-training run of ``method`` (seed 0) the table fine-tunes from, made once per table
+    (reused when a finished one is in ``<out>/pretrain-<method>``, e.g. after an interrupted run)."""
+    import shutil
+
+    from pretrainlab.core.checkpoint import CheckpointError, read_meta
+
+    cfg = api.load(method, ctx.profile, ["train.seed=0", "train.progress=false"])
+    run = ctx.out / f"pretrain-{method}"
+    try:
+        if int(read_meta(run).get("step", -1)) == cfg.train.max_steps:
+            return run
+    except CheckpointError:
+        pass
+    if run.exists():
+        shutil.rmtree(run)
+    api.pretrain(cfg, ctx.data or api.synthetic_data(cfg.data.profile), run)
+    return run
+
+
+def setup(ctx: Context) -> None:
+    for row in ROWS:
+        if row.params is not None:
+            ctx.shared[row.params] = pretrained(row.params, ctx)
+
+
 def run_cell(row: Row, seed: int, ctx: Context) -> dict[str, float]:
     import shutil
 
     common = [f"train.seed={seed}", "train.progress=false"]
-    init = None
+    init = ctx.shared[row.params] if row.params is not None else None
     base = ctx.cell_dir(row, seed)
-    if row.params is not None:
-        pcfg = api.load(row.params, ctx.profile, common + [f"train.max_steps={PRETRAIN_STEPS[ctx.profile]}"])
-        data = ctx.data or api.synthetic_data(pcfg.data.profile)
-        api.pretrain(pcfg, data, base / "pretrain")
-        init = base / "pretrain"
     out: dict[str, float] = {}
-    for frac in FRACTIONS:
+    for frac in FRACTIONS[ctx.profile]:
         dcfg = api.load("detect", ctx.profile, common + [f"label_fraction={frac}"])
         data = ctx.data or api.synthetic_data(dcfg.data.profile)
         n_train = len(api.open_split(dcfg, data, "train"))
@@ -85,29 +109,24 @@ DEVIATIONS = [
 ]
 
 ESSL = "E-SSL3D (spatial + temporal)"
+ROWS = [Row("scratch", None, paper={"mAP3D_mod@5pct": 54.99}), Row(ESSL, "essl3d", paper={"mAP3D_mod@5pct": 58.60})]
 TABLE = Table(
-    domain="lidar", paper=api.PAPER,
-    rows=[Row("scratch", None, paper={"mAP3D_mod@5pct": 54.99, "mAP3D_mod@100pct": 66.69}),
-          Row(ESSL, "essl3d", paper={"mAP3D_mod@5pct": 58.60, "mAP3D_mod@100pct": 69.81}),
-          Row("spatial only", "spatial", seeds=3), Row("temporal only", "temporal", seeds=3),
-          Row("invariant contrastive", "invariant", seeds=3)],
-    run=run_cell,
+    domain="lidar", paper=api.PAPER, rows=ROWS, run=run_cell, setup=setup,
     claims=[
         Claim("E-SSL3D pre-training beats training from scratch at 5 % labels (moderate 3D mAP)",
               a=ESSL, b="scratch", metric="mAP3D_mod@5pct", headline=True),
-        Claim("E-SSL3D pre-training beats training from scratch at 100 % labels", a=ESSL, b="scratch",
-              metric="mAP3D_mod@100pct"),
-        Claim("equivariant (E-SSL3D) beats invariant contrastive pre-training at 5 % labels", a=ESSL,
-              b="invariant contrastive", metric="mAP3D_mod@5pct"),
-        Claim("both branches beat the spatial branch alone at 5 % labels", a=ESSL, b="spatial only",
-              metric="mAP3D_mod@5pct", family="ablation"),
-        Claim("both branches beat the temporal branch alone at 5 % labels", a=ESSL, b="temporal only",
-              metric="mAP3D_mod@5pct", family="ablation"),
+        Claim("E-SSL3D pre-training beats training from scratch at 5 % labels in bird's-eye view (moderate BEV mAP)",
+              a=ESSL, b="scratch", metric="mAPBEV_mod@5pct"),
     ],
-    seeds={"smoke": [0, 1], "tiny": [0, 1, 2, 3, 4], "full": [0, 1, 2]},
+    seeds={"smoke": [0, 1], "tiny": [0, 1, 2, 3, 4, 5, 6, 7], "full": [0, 1, 2]},
     deviations=DEVIATIONS, paper_numbers=PAPER_NUMBERS,
-    plot_metrics=[f"mAP3D_mod@{tag(f)}" for f in FRACTIONS],
-    notes="Columns: official KITTI R40 AP (OpenPCDet's evaluation, ported and tested cell by cell), moderate, "
-          "IoU 0.7 Car / 0.5 Pedestrian, Cyclist, on the simulated val split, after fine-tuning for the same number "
-          "of epochs at each label fraction; mAP = mean over the three classes.",
+    plot_metrics=["mAP3D_mod@5pct"],
+    notes=("Columns: official KITTI R40 AP (OpenPCDet's evaluation, ported and tested cell by cell), moderate, IoU 0.7 "
+           "Car / 0.5 Pedestrian, Cyclist, on 200 simulated val scans, after fine-tuning the detector for 24 epochs on "
+           "5 % of 1000 labelled scans (50); mAP = mean over the three classes. One E-SSL3D pre-training run (seed 0, "
+           "1200 steps on 320 unlabelled scans) is fine-tuned by every seed, as a paper fine-tunes its released "
+           "backbone; each seed changes the label subset and the fine-tuning, the same for both rows. Tiny spends its "
+           "budget on the headline (8 seeds); the 20 / 100 % columns (4x / 20x the fine-tuning cost at equal "
+           "epochs) and the ablation and invariant rows (recipes spatial / temporal / invariant) are left to the full "
+           "profile and to `pretrain --config`."),
 )

@@ -508,7 +508,8 @@ def simulator_rates(columns: int, n_scans: int = 20, seed: int = 0) -> dict[str,
 
 PROFILES = {  # labelled train / val frames, pre-training sequences x frames, azimuth columns
     "smoke": {"train": 8, "val": 4, "sequences": 1, "frames": 4, "columns": 512},
-    "tiny": {"train": 96, "val": 48, "sequences": 4, "frames": 16, "columns": 1024},
+    # tiny: 5 % of 1000 = 50 labelled scans; pre-training sees 8 x 40 = 320 unlabelled scans; 200 val scans
+    "tiny": {"train": 1000, "val": 200, "sequences": 8, "frames": 40, "columns": 1024},
     "full": {"train": 3712, "val": 3769, "sequences": 20, "frames": 200, "columns": 2048},  # KITTI split sizes
 }
 

@@ -58,12 +58,6 @@ def icp_transform(prev: np.ndarray, cur: np.ndarray, max_dist: float = 1.0, iter
     return np.asarray(reg.transformation).copy()
 
 
-def icp_flow(prev: np.ndarray, cur: np.ndarray, **kwargs: object) -> np.ndarray:
-    """Ego-motion flow ``(N_prev, 3)`` of ``prev`` into ``cur``'s frame (static-world approximation)."""
-    T = icp_transform(prev, cur, **kwargs)  # type: ignore[arg-type]
-    return (prev[:, :3] @ T[:3, :3].T + T[:3, 3] - prev[:, :3]).astype(np.float32)
-
-
 def flow_file(seq: ScanSequence, scan: Path, root: Path, flow_root: str = "") -> Path:
     """The flow file of ``scan``: ``<flow dir>/<stem>.npy`` or ``.npz`` (DataError naming both when absent)."""
     from pretrainlab.core.data import DataError
