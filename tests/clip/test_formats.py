@@ -200,6 +200,17 @@ def test_rrc_params_follow_torchvision() -> None:
     assert rrc_params(1000, 10, (0.9, 1.0), (3 / 4, 4 / 3), r) == RandomResizedCrop.get_params(img, [0.9, 1.0], [3 / 4, 4 / 3])
 
 
+def test_token_cache_starts_over_without_losing_rows() -> None:
+    """Regression: clearing the full cache used to drop rows of the very call that triggered it (KeyError
+    after 50k distinct captions on the 100k-pair memory benchmark)."""
+    tm = _text()
+    tm.max_cache = 3
+    first = tm.tokenize(["a", "b", "c"])
+    tm.tokenize(["e"])
+    again = tm.tokenize(["a", "d", "a"])  # over the limit: the cache starts over, "a" is tokenised again
+    assert torch.equal(again[0], first[0]) and torch.equal(again[2], first[0]) and len(tm._cache) == 2
+
+
 def test_dataset_items_have_views_and_captions(smoke_data: Path) -> None:
     src = formats.read_source(smoke_data)
     ds = PairDataset(src, ViewMaker(32, ImageAugConfig(), 2), _text(3), preload=True, progress=False)
@@ -216,7 +227,7 @@ def test_corrupt_images_are_skipped_counted_and_capped(tmp_path: Path) -> None:
     ds = PairDataset(formats.CsvSource(p), ViewMaker(16, ImageAugConfig(), 0), _text(), preload=True,
                      max_bad_fraction=0.1, progress=False)
     assert len(ds) == 19 and ds.n_skipped == 1
-    with pytest.raises(DataError, match=r"pairs\.csv: 1 of 20 samples are unreadable.*pairs\.csv:7: image does not decode \(not a recognised image"):
+    with pytest.raises(DataError, match=r"pairs\.csv: 1 of 20 samples are unreadable.*pairs\.csv:7 \(.*5\.jpg\): image does not decode \(not a recognised image"):
         PairDataset(formats.CsvSource(p), ViewMaker(16, ImageAugConfig(), 0), _text(), preload=True,
                     max_bad_fraction=0.01, progress=False)
     lazy = PairDataset(formats.CsvSource(p), ViewMaker(16, ImageAugConfig(), 0), _text(), preload=False,

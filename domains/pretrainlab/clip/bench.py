@@ -5,22 +5,24 @@
    (ViT-B-32, batch 256) or ``clip-nano`` on a CPU; data loading excluded.
 2. ``--peer``: end-to-end training samples/s of ``pretrainlab clip pretrain`` (objective ``clip``, the
    trainer with its data loader, one worker) against ``python -m open_clip_train.main`` (its training
-   loop with ``--dataset-type synthetic``, one worker) on the same model config, batch size, precision
-   and step count. Each measurement is a whole process; the two are alternated ``--pairs`` times
+   loop, one worker) on the same data (the generated tiny set's open_clip CSV: ``--dataset-type csv``),
+   model config, batch size, precision and step count. Each measurement is a whole process; the two are alternated ``--pairs`` times
    (ours first on even pairs, open_clip first on odd ones, so drifting machine load hits both
    alike) and the report gives every pair's ratio, their median and range, and the load average.
-   Both rates are batch size / mean step time of the last log window (a third of the steps), so
-   start-up and the first steps are excluded on both sides (open_clip's own per-line "/s" figure uses
-   the last batch only, so we parse its windowed "Batch (t)" mean instead).
+   Both rates are steady-state samples/s: the log windows after the first third of the steps (start-up,
+   worker start and the first steps excluded on both sides), from our ``metrics.jsonl`` and from
+   open_clip's "Batch (t)" window means (its per-line "/s" figure uses the last batch only). Both train
+   one pass over the same ``steps x batch`` pairs of the generated tiny set's open_clip CSV.
 
-Deviation: open_clip's synthetic dataset is one random PIL image re-transformed per sample, ours is
-the generated scene set (decoded once, crops taken per sample from the full-resolution image); both
-are reported as data + step throughput, which is what a user of each trainer gets.
+Both read the same CSV; open_clip decodes each JPEG per sample (its ``CsvDataset``) while the tiny
+profile of ours decodes the set once (``data.preload``) and crops per sample from the full-resolution
+image; both are reported as data + step throughput, which is what a user of each trainer gets.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -32,7 +34,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-PEER_LINE = re.compile(r"Batch \(t\): ([0-9.]+), ([0-9.e+]+)/s")
 TINY_MODELS = ("clip-nano", "test-vit-tiny", "test-vit-small", "test-rn-tiny")
 
 
@@ -58,21 +59,30 @@ def _step_bench(a: argparse.Namespace, model: str, bs: int) -> dict[str, Any]:
                       extra={"model": model, "objective": a.objective, "views_per_sample": n_views})
 
 
-def _run(argv: list[str], timeout: int = 3600) -> tuple[int, str, float]:
+def _run(argv: list[str], timeout: int = 3600, cwd: Path | None = None) -> tuple[int, str, float]:
     t0 = time.time()
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env, cwd=cwd)
     return proc.returncode, proc.stdout + proc.stderr, time.time() - t0
 
 
+def _steady_rate(windows: list[tuple[int, int, float]], skip_until: int) -> float:
+    """Samples/s over the log windows ``(first step, last step, seconds)`` that start after ``skip_until``."""
+    kept = [(a, b, t) for a, b, t in windows if a > skip_until]
+    steps, secs = sum(b - a + 1 for a, b, _ in kept), sum(t for *_, t in kept)
+    return steps / secs if secs > 0 else float("nan")
+
+
 def ours_process(model: str, bs: int, steps: int, device: str, precision: str, data: Path) -> dict[str, Any]:
-    """One ``pretrainlab clip pretrain`` process; samples/s of its last log window."""
+    """One ``pretrainlab clip pretrain`` process on the CSV ``data``; steady-state samples/s (the log
+    windows after the first third of the steps)."""
+    log = max(1, steps // 3)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         argv = [sys.executable, "-m", "pretrainlab.core.cli", "clip", "pretrain", "--config", "clip", "--profile", "tiny",
                 "--data", str(data), "--out", str(run), f"model.name={model}", f"train.batch_size={bs}",
                 f"train.max_steps={steps}", f"train.device={device}", f"train.precision={precision}",
-                "train.progress=false", f"train.log_every={max(1, steps // 3)}", "train.warmup_steps=0",
+                "train.progress=false", f"train.log_every={log}", "train.warmup_steps=0",
                 "train.tensorboard=false", "train.num_workers=1", "train.ckpt_every=0"]
         code, text, wall = _run(argv)
         rows = []
@@ -80,28 +90,54 @@ def ours_process(model: str, bs: int, steps: int, device: str, precision: str, d
             rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     if code != 0 or not rows:
         return {"trainer": "pretrainlab clip pretrain", "error": f"exit {code}: {text.strip()[-400:]}"}
-    return {"trainer": "pretrainlab clip pretrain", "samples_per_s": float(rows[-1]["samples_per_s"]), "wall_s": wall}
+    windows, prev = [], 0
+    for r in rows:  # each row: samples/s over the steps since the previous row
+        n = int(r["step"]) - prev
+        windows.append((prev + 1, int(r["step"]), n * bs / float(r["samples_per_s"])))
+        prev = int(r["step"])
+    return {"trainer": "pretrainlab clip pretrain", "samples_per_s": bs * _steady_rate(windows, log), "wall_s": wall}
 
 
-def peer_process(model: str, bs: int, steps: int, device: str, precision: str) -> dict[str, Any]:
-    """One ``open_clip_train.main`` process (the domain's configs registered); its last window's samples/s."""
+PEER_WINDOW = re.compile(r"\[\s*(\d+)/\d+ \(\s*[0-9.]+%\)\] Data \(t\): [0-9.]+ Batch \(t\): ([0-9.]+)")
+
+
+def peer_process(model: str, bs: int, steps: int, device: str, precision: str, data: Path) -> dict[str, Any]:
+    """One ``open_clip_train.main`` process (the domain's configs registered) on the same open_clip CSV
+    (``--dataset-type csv``: one epoch = ``steps`` batches); steady-state samples/s from its log lines
+    ("Batch (t)" is the mean step time since the previous line), windows after the first third."""
     prec = {"bf16": "amp_bf16", "fp32": "fp32"}.get(precision, "amp_bf16" if device.startswith("cuda") else "fp32")
+    log = max(1, steps // 3)
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["--dataset-type", "synthetic", "--train-num-samples", str(bs * steps), "--batch-size", str(bs),
+        argv = ["--dataset-type", "csv", "--train-data", str(data), "--csv-img-key", "filepath",
+                "--csv-caption-key", "title", "--batch-size", str(bs),
                 "--model", model, "--epochs", "1", "--lr", "1e-3", "--warmup", "0", "--workers", "1",
-                "--precision", prec, "--log-every-n-steps", str(max(1, steps // 3)), "--logs", tmp,
+                "--precision", prec, "--log-every-n-steps", str(log), "--logs", tmp,
                 "--report-to", "", "--save-frequency", "0", "--name", "peer"]
         if not device.startswith("cuda"):
             argv += ["--device", "cpu"]
         code = ("import sys; from pretrainlab.clip.models import register_domain_configs; register_domain_configs(); "
                 "from open_clip_train.main import main; main(sys.argv[1:])")
         rc, text, wall = _run([sys.executable, "-c", code, *argv])
-    # "Batch (t): AVG, RATE/s": AVG is the mean step time (data included) since the previous log line
-    # (open_clip resets its meters after each log); RATE uses the last batch only.
-    rates = [bs / float(m.group(1)) for m in PEER_LINE.finditer(text) if float(m.group(1)) > 0]
-    if rc != 0 or not rates:
+    windows, prev = [], 0
+    for m in PEER_WINDOW.finditer(text):
+        done = int(m.group(1)) // bs  # batches seen so far
+        windows.append((prev + 1, done, (done - prev) * float(m.group(2))))
+        prev = done
+    if rc != 0 or not windows:
         return {"trainer": "open_clip_train.main", "error": f"exit {rc}: {text.strip()[-400:]}"}
-    return {"trainer": "open_clip_train.main", "samples_per_s": rates[-1], "wall_s": wall}
+    return {"trainer": "open_clip_train.main", "samples_per_s": bs * _steady_rate(windows, log), "wall_s": wall}
+
+
+def _subset_csv(src: Path, n: int, out: Path) -> Path:
+    """The first ``n`` pairs of an open_clip CSV, with absolute image paths (both trainers read it)."""
+    lines = src.read_text(encoding="utf-8").splitlines()
+    if len(lines) - 1 < n:
+        from pretrainlab.core.data import DataError
+
+        raise DataError(src, f"holds {len(lines) - 1} pairs; --peer-steps x --batch-size needs {n}")
+    rows = [f"{(src.parent / r.split(chr(9))[0]).resolve()}\t{r.split(chr(9), 1)[1]}" for r in lines[1:n + 1]]
+    out.write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
+    return out
 
 
 def peer_pairs(model: str, bs: int, steps: int, device: str, precision: str, pairs: int) -> dict[str, Any]:
@@ -109,15 +145,16 @@ def peer_pairs(model: str, bs: int, steps: int, device: str, precision: str, pai
     from pretrainlab.clip.pipeline import synthetic_data
     from pretrainlab.core.data import DataError
 
-    data = synthetic_data("tiny")
+    tmp = tempfile.TemporaryDirectory()
+    data = _subset_csv(synthetic_data("tiny") / "train.csv", bs * steps, Path(tmp.name) / "pairs.csv")
     runs = []
     for i in range(pairs):
         load0 = os.getloadavg()[0]
         if i % 2 == 0:
             ours = ours_process(model, bs, steps, device, precision, data)
-            peer = peer_process(model, bs, steps, device, precision)
+            peer = peer_process(model, bs, steps, device, precision, data)
         else:
-            peer = peer_process(model, bs, steps, device, precision)
+            peer = peer_process(model, bs, steps, device, precision, data)
             ours = ours_process(model, bs, steps, device, precision, data)
         for r in (ours, peer):
             if "error" in r:
@@ -126,12 +163,102 @@ def peer_pairs(model: str, bs: int, steps: int, device: str, precision: str, pai
                      "ratio": ours["samples_per_s"] / peer["samples_per_s"], "load_avg_1min": load0})
         print(f"pair {i + 1}/{pairs}: pretrain {ours['samples_per_s']:.1f} / open_clip {peer['samples_per_s']:.1f} samples/s "
               f"= {runs[-1]['ratio']:.2f} (load {load0:.1f})", file=sys.stderr)
+    tmp.cleanup()
     ratios = [r["ratio"] for r in runs]
     return {"model": model, "batch_size": bs, "steps": steps, "device": device, "precision": precision, "pairs": runs,
             "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
             "ours_median": statistics.median(r["ours"] for r in runs),
             "open_clip_median": statistics.median(r["open_clip"] for r in runs),
             "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+def _write_pairs(root: Path, n: int, per_shard: int = 1000) -> None:
+    """``n`` small smooth JPEG pairs as an open_clip CSV (``images/``) and webdataset shards."""
+    import numpy as np
+    from PIL import Image
+
+    from pretrainlab.clip.formats import ShardWriter
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    shards = ShardWriter(root / "shards", "train", per_shard)
+    ramp = np.linspace(0, 255, 64, dtype=np.float32)
+    lines = ["filepath\ttitle"]
+    for i in range(n):
+        arr = np.stack([np.broadcast_to(ramp, (48, 64)), np.full((48, 64), i % 256, np.float32),
+                        np.broadcast_to(ramp[::-1], (48, 64))], axis=-1).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=85)
+        data, cap = buf.getvalue(), f"a smooth gradient number {i} with {i % 7} stripes"
+        (root / "images" / f"{i:07d}.jpg").write_bytes(data)
+        lines.append(f"images/{i:07d}.jpg\t{cap}")
+        shards.write(f"{i:07d}", {"jpg": data, "txt": cap.encode()})
+    shards.close()
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+
+
+def _rss_kb() -> tuple[int, int]:
+    """(VmRSS now, VmHWM peak) of this process in KiB (Linux /proc)."""
+    vals = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                vals[line.split(":")[0]] = int(line.split()[1])
+    return vals.get("VmRSS", 0), vals.get("VmHWM", 0)
+
+
+def _epoch_rss(source: str, n: int, workers: int, batch: int) -> dict[str, Any]:
+    """Stream one epoch of ``source`` through the training dataset of the full recipe (preload off,
+    CLIP-rocket views and captions) in a fresh process; peak RSS of the process and of its workers."""
+    code = f"""
+import json, resource, sys, time, torch
+from pretrainlab.clip.bench import _rss_kb
+from pretrainlab.clip.pipeline import build_dataset, load
+from pretrainlab.clip.task import CLIPRocketTask
+cfg = load("rocket", "full", ["model.name=clip-nano", "model.mlp_hidden=32", "data.preload=false"])
+task = CLIPRocketTask(cfg)
+before = _rss_kb()[0]
+t0 = time.time()
+ds = build_dataset(cfg, {source!r}, task, progress=False)
+index_s = time.time() - t0
+after_index = _rss_kb()[0]
+loader = torch.utils.data.DataLoader(ds, batch_size={batch}, num_workers={workers}, shuffle=False if
+    isinstance(ds, torch.utils.data.IterableDataset) else True)
+seen = 0
+for b in loader:
+    seen += b["image"].shape[0]
+    if seen >= {n}:
+        break
+del loader
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({{"samples": seen, "rss_model_kb": before, "rss_after_index_kb": after_index,
+                  "peak_main_kb": _rss_kb()[1], "peak_worker_kb": kids, "index_s": index_s,
+                  "epoch_s": time.time() - t0}}))
+"""
+    rc, text, _ = _run([sys.executable, "-c", code])
+    if rc != 0:
+        return {"error": text.strip()[-600:]}
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def memory_bench(sizes: list[int], workers: int = 2, batch: int = 256, keep: Path | None = None) -> dict[str, Any]:
+    """Peak memory of one streamed epoch for generated sets of ``sizes`` pairs, CSV and shards (generated
+    into a temporary folder, or into ``keep/<n>`` and reused when already there)."""
+    out: dict[str, Any] = {"workers": workers, "batch_size": batch, "runs": []}
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(keep) / str(n) if keep else Path(tmp)
+            t0 = time.time()
+            if not (root / "train.csv").exists():
+                _write_pairs(root, n)
+            gen = time.time() - t0
+            for fmt, src in (("csv", str(root / "train.csv")),
+                             ("wds", str(root / "shards" / f"train-{{000000..{(n - 1) // 1000:06d}}}.tar"))):
+                r = _epoch_rss(src, n, workers, batch)
+                r.update(pairs=n, format=fmt, generate_s=gen)
+                out["runs"].append(r)
+                print(f"{fmt} {n} pairs: main peak {r.get('peak_main_kb', 0) / 1024:.0f} MiB, worker peak "
+                      f"{r.get('peak_worker_kb', 0) / 1024:.0f} MiB ({r.get('samples')} samples)", file=sys.stderr)
+    return out
 
 
 def run_bench(a: argparse.Namespace) -> dict[str, Any]:
@@ -143,6 +270,10 @@ def run_bench(a: argparse.Namespace) -> dict[str, Any]:
                        ("--pairs", a.pairs, 1), ("--batch-size", a.batch_size if a.batch_size is not None else 1, 1)):
         if v < lo:
             raise ConfigError(f"{key}: {v} is not allowed; expected >= {lo}")
+    if a.memory:
+        res_mem = memory_bench(a.memory, a.memory_workers, keep=a.memory_dir)
+        report({"memory": res_mem}, a.out)
+        return {"memory": res_mem}
     dev = select_device(a.device)
     model = a.model or ("ViT-B-32" if dev.type == "cuda" else "clip-nano")
     bs = a.batch_size or (256 if dev.type == "cuda" else 48)

@@ -62,13 +62,15 @@ class TextMaker:
                                   t.eda_deletion_p, t.clean_before_augment) for _ in range(self.num_texts - 1)]
         return out
 
+    max_cache = 50_000  # cached token rows (~30 MB of 77-token rows), then the cache starts over
+
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """``(len(texts), L)``; each distinct string is tokenised once (bounded cache)."""
         cache = self._cache
+        if len(cache) + len(texts) > self.max_cache:
+            cache.clear()
         missing = [s for s in dict.fromkeys(texts) if s not in cache]
         if missing:
-            if len(cache) > 200_000:
-                cache.clear()
             for s, row in zip(missing, self.tokenizer(missing)):
                 cache[s] = row
         return torch.stack([cache[s] for s in texts])
@@ -243,6 +245,7 @@ class ShardStream(IterableDataset):
                       wds.split_by_worker]
         stages += [wds.tarfile_to_samples(handler=self._handler(bad)),
                    wds.shuffle(self.sample_shuffle, initial=min(1000, self.sample_shuffle), rng=random.Random(worker_seed))]
+        yielded = 0
         for s in wds.DataPipeline(*stages):
             where = f"{s.get('__url__', '?')}:{s.get('__key__', '?')}"
             try:
@@ -253,7 +256,11 @@ class ShardStream(IterableDataset):
                 bad.bad(str(e))
                 continue
             bad.ok()
+            yielded += 1
             yield {"image": self.views(img), "text": self.text(caption)}
+        if yielded == 0:  # a pass without one sample would make the trainer loop without progress
+            raise DataError(self.what, f"no readable sample in {len(self.shards)} shard(s) ({bad.count} problems; "
+                                       f"first: {bad.first()})")
         if bad.count:
             print(f"warning: {self.what}: skipped {bad.count} of {bad.seen} streamed samples in this pass; "
                   f"first: {bad.first()}", file=sys.stderr)

@@ -189,6 +189,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                         "processes alternated --pairs times; reports the median ratio and its range")
     p.add_argument("--peer-steps", type=int, default=60)
     p.add_argument("--pairs", type=int, default=5, help="alternated (pretrain, open_clip_train) process pairs")
+    p.add_argument("--memory", type=int, nargs="+", default=None, metavar="N",
+                   help="instead: peak RSS of one streamed epoch over generated sets of N pairs (CSV and shards)")
+    p.add_argument("--memory-workers", type=int, default=2)
+    p.add_argument("--memory-dir", type=Path, default=None, help="keep (and reuse) the generated sets here")
 
 
 def _bench(a: argparse.Namespace) -> int:

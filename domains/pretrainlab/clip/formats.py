@@ -61,7 +61,12 @@ class Record:
 
     @property
     def name(self) -> str:
-        return f"{self.source}:{self.key}" if self.source != self.image_path else self.image_path
+        """How errors name the sample: the image file, with the row / shard member it came from."""
+        if self.source == self.image_path:
+            return self.image_path
+        if self.offset >= 0:
+            return f"{self.source}:{self.key}"
+        return f"{self.source}:{self.key} ({self.image_path})"
 
     def read_bytes(self) -> bytes:
         """The image file's bytes; DataError naming the row when missing / unreadable."""

@@ -74,10 +74,10 @@ def _train(cfg: ClipConfig, data: Path | None, run_dir: Path, resume: bool, init
     from pretrainlab.core.io import atomic_write_json
     from pretrainlab.core.train import Trainer, seed_everything
 
-    root = Path(data) if data is not None else synthetic_data(cfg.data.profile)
     trainer = Trainer(cfg.train, run_dir, full_config=cfg)  # initialises torch.distributed under torchrun
     seed_everything(cfg.train.seed)
-    task = CLIPRocketTask(cfg)
+    task = CLIPRocketTask(cfg)  # a bad model name / weights file fails before any data is generated
+    root = Path(data) if data is not None else synthetic_data(cfg.data.profile)
     if init is not None:
         load_weights(task.clip, init, prefix="clip.")
     if cfg.model.sync_bn and D.is_distributed() and trainer.device.type == "cuda":
@@ -114,12 +114,18 @@ def load_weights_task(weights: str | Path, model_name: str, device: str = "cpu",
     evaluated with open_clip's own preprocessing for that model (or ``preprocess`` when given)."""
     from pretrainlab.clip.task import CLIPRocketTask
     from pretrainlab.clip.transforms import eval_transform
+    from pretrainlab.core.checkpoint import CheckpointError
 
     w = str(weights)
     if Path(w).suffix in (".safetensors", ".pt", ".pth", ".bin") and not Path(w).is_file():
         raise DataError(w, "weights file not found" if not Path(w).is_dir() else "is a folder, expected a weights file")
     cfg = load("clip", None, [f"model.name={model_name}", f"model.pretrained={w}"])
-    task = CLIPRocketTask(cfg, preprocess="open_clip")
+    try:
+        task = CLIPRocketTask(cfg, preprocess="open_clip")
+    except CheckpointError as e:  # torch's load_state_dict message spans many lines: one line, and a hint
+        text = " ".join(str(e).split())
+        raise CheckpointError(f"{text[:400]}{'...' if len(text) > 400 else ''} (is --model {model_name} the "
+                              "architecture of these weights?)") from None
     if preprocess:
         task.preprocess = eval_transform(int(preprocess["size"]), tuple(preprocess["mean"]), tuple(preprocess["std"]),
                                          preprocess.get("interpolation", "bicubic"), preprocess.get("resize_mode", "shortest"))
