@@ -2,14 +2,18 @@
 
 Upload a NIfTI file or a zip of one DICOM series (or use a generated phantom), choose a strategy
 and threshold: a slice viewer with a slider shows each slice framed green (kept) or red (dropped),
-a strip of the whole volume along z, the kept fraction, and the lesion classifier's prediction on
-the shown slice (a fine-tuned checkpoint from runs/, or the smoke profile trained on first use).
+a strip of the whole volume along z, the kept fraction, and a fine-tuned COVID-CT classifier's
+probabilities on the shown slice, under the class names the classifier was trained with. The page
+says which checkpoint that is and how it was trained (a smoke model's outputs are flagged as not
+meaningful). Hash-k is the reference's method; SSIM / MI / DeepNet / EveryN are this project's
+extensions.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,8 +29,9 @@ NAME = "ct"
 ALLOWED = (".nii", ".nii.gz", ".zip")
 MAX_ZIP_FILES = 2000  # zip upload limits: entries ...
 MAX_ZIP_UNPACKED_MB = 400  # ... and total uncompressed size (zip bombs)
-DEFAULT_THRESHOLD = {"hash": 6.0, "every_n": 5.0, "ssim": 0.7, "mi": 0.5, "deepnet": 0.97, "all": 0.0}
+DEFAULT_THRESHOLD = {"hash": 6.0, "every_n": 10.0, "ssim": 0.6539, "mi": 0.5032, "deepnet": 0.9652, "all": 0.0}  # the recipes'
 STRATEGIES = ("hash", "ssim", "mi", "deepnet", "every_n", "all")
+CLASSIFIER_TASK = "covid"
 
 
 # ------------------------------------------------------------------------------------------ pure functions
@@ -55,50 +60,53 @@ def extract_dicom_zip(path: str | Path, dest: Path) -> Path:
             if not base or base.startswith("."):
                 continue
             target = dest / f"{n:05d}_{base}"  # flat, no path traversal, no name clashes
-            with zf.open(info) as src, open(target, "wb") as dst:
-                dst.write(src.read())
+            try:
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    dst.write(src.read(MAX_ZIP_UNPACKED_MB * 2**20 + 1))
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                raise DataError(path.name, f"cannot unpack {base} ({e})") from e
     return dest
 
 
 def load_upload(path: str | Path | None) -> tuple[str, np.ndarray]:
-    """An uploaded NIfTI / DICOM-series zip -> ``(name, slices (Z, H, W) uint8)`` (paper pre-processing)."""
-    from pretrainlab.ct.readers import read_dicom_series, read_nifti, volume_slices
+    """An uploaded NIfTI / DICOM-series zip -> ``(name, slices (Z, H, W) uint8)`` (the paper's pre-processing)."""
+    import shutil
+
+    from pretrainlab.ct import api
 
     p = validate_upload(path, ALLOWED, MAX_UPLOAD_MB, what="NIfTI file or zip of a DICOM series")
     if p.name.lower().endswith(".zip"):
         tmp = Path(tempfile.mkdtemp(prefix="ct-demo-"))
-        folder = extract_dicom_zip(p, tmp / "series")
         try:
-            vol = read_dicom_series(folder)
-        except DataError as e:  # name the uploaded zip, not the temporary folder
-            raise DataError(p.name, e.problem.replace(str(folder), "")) from e
-    else:
-        vol = read_nifti(p)
-    return p.name, volume_slices(vol)
+            folder = extract_dicom_zip(p, tmp / "series")
+            try:
+                _, slices = api.read_upload(folder)
+            except DataError as e:  # name the uploaded zip, not the temporary folder
+                raise DataError(p.name, e.problem.replace(str(folder) + "/", "").replace(str(folder), "")) from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return p.name, slices
+    try:
+        return api.read_upload(p)
+    except DataError as e:
+        raise DataError(p.name, e.problem) from e
 
 
 def phantom_case(seed: int = 0, n_slices: int = 64, size: int = 64) -> tuple[str, np.ndarray]:
-    """A generated torso phantom with lesions -> ``(name, slices uint8)``."""
-    from pretrainlab.ct.phantom import phantom_volume
-    from pretrainlab.ct.preprocessing import minmax_uint8
+    from pretrainlab.ct import api
 
-    hu, _ = phantom_volume(np.random.default_rng(seed), n_slices, size, n_lesions=5)
-    return f"phantom #{seed}", minmax_uint8(hu)
+    return api.phantom_case(seed, n_slices, size)
 
 
-def reduce_case(slices: np.ndarray, strategy: str, threshold: float, embed_fn: Any = None) -> np.ndarray:
-    """Kept indices of one volume under ``strategy`` with ``threshold`` (hash: k, every_n: N)."""
-    from pretrainlab.ct.config import ReductionConfig
-    from pretrainlab.ct.selective_reduction import reduce_volume
+def reduce_case(slices: np.ndarray, strategy: str, threshold: float | None, embed_fn: Any = None) -> np.ndarray:
+    """Kept indices of one volume under ``strategy`` with ``threshold`` (hash: k, every_n: N); bad values
+    raise a ConfigError naming the ``reduction.*`` key."""
+    from pretrainlab.ct import api
 
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}")
-    t = float(threshold if threshold is not None else DEFAULT_THRESHOLD[strategy])
-    if strategy in ("hash", "every_n") and (t < 0 or t != int(t) or (strategy == "every_n" and t < 1)):
-        raise ValueError(f"{strategy}: the threshold must be a whole number" + (" >= 1" if strategy == "every_n" else " >= 0"))
-    cfg = ReductionConfig(strategy=strategy, hash_k=int(t) if strategy == "hash" else 6, every_n=int(t) if strategy == "every_n" else 5,
-                          ssim_threshold=t, mi_threshold=t, deepnet_threshold=t, device="cpu")
-    return reduce_volume(slices, cfg, embed_fn)
+        raise DataError("strategy", f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    t = DEFAULT_THRESHOLD[strategy] if threshold is None else threshold
+    return api.reduce_slices(slices, strategy, t, embed_fn)
 
 
 def render_slice(slices: np.ndarray, index: int, kept: np.ndarray, scale: int = 4) -> np.ndarray:
@@ -126,58 +134,60 @@ def strip_image(n: int, kept: np.ndarray, current: int, width: int = 6, height: 
 
 
 def summary_text(name: str, n: int, kept: np.ndarray, strategy: str, threshold: float) -> str:
-    return (f"**{name}**: {strategy} (threshold {threshold:g}) keeps **{len(kept)} of {n} slices "
+    origin = "the reference's method" if strategy in ("hash", "all") else "this project's extension (not in the reference)"
+    return (f"**{name}**: {strategy} ({origin}; threshold {threshold:g}) keeps **{len(kept)} of {n} slices "
             f"({100 * len(kept) / max(1, n):.1f} %)**; pre-training on this volume would take "
             f"{len(kept) / max(1, n):.2f}x the iterations of ALL.")
 
 
-def predict_slice(model: Any, image_size: int, slice_u8: np.ndarray) -> dict[str, float]:
-    """The lesion classifier's probabilities on one 8-bit slice ``(H, W)``."""
-    import torch
-    import torch.nn.functional as F
+def predict_slice(model: Any, cfg: Any, slice_u8: np.ndarray) -> dict[str, float]:
+    """The classifier's probabilities on one 8-bit slice ``(H, W)``, keyed by the class names it was trained with."""
+    from pretrainlab.ct import api
 
-    from pretrainlab.ct.readers import LESION_CLASSES
-
-    x = torch.from_numpy(np.ascontiguousarray(slice_u8))[None, None].float()
-    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
-    with torch.no_grad():
-        p = model.eval()(x.round().clamp(0, 255).to(torch.uint8)).float().softmax(-1)[0]
-    return {c: float(v) for c, v in zip(LESION_CLASSES, p.tolist())}
+    return api.classify_slice(model, cfg, slice_u8)
 
 
 # ------------------------------------------------------------------------------------------ checkpoint
-def find_lesion_classifier() -> Path | None:
-    """The newest fine-tuned 2-class (lesion) classifier under runs/ct/."""
+def find_classifier(task: str = CLASSIFIER_TASK) -> Path | None:
+    """The newest fine-tuned classifier of ``task`` under runs/ct/ (its ``best/`` folder)."""
+    import json
+
     from pretrainlab.core.data import runs_root
 
     root = runs_root() / NAME
     if not root.exists():
         return None
-    for p in sorted(root.rglob("model.safetensors"), key=lambda q: q.stat().st_mtime, reverse=True):
-        if not p.parent.name.startswith("step_"):
-            continue
-        from safetensors import SafetensorError, safe_open
-
+    for meta in sorted(root.rglob("best/meta.json"), key=lambda q: q.stat().st_mtime, reverse=True):
         try:
-            with safe_open(str(p), framework="pt") as f:
-                if "model.head.weight" in set(f.keys()) and f.get_slice("model.head.weight").get_shape()[0] == 2:
-                    return p.parent
-        except (SafetensorError, OSError):  # a half-written or foreign file: skip it
-            pass
+            m = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):  # a half-written or foreign file: skip it
+            continue
+        if m.get("task") == "FinetuneTask" and (m.get("config") or {}).get("task") == task:
+            return meta.parent
     return None
 
 
 def train_smoke() -> Path:
-    """Pre-train (smoke, Hash-6) and fine-tune the lesion classifier; return the fine-tune run."""
-    from pretrainlab.core.cli import default_run_dir, main
+    """Pre-train (smoke, Hash-6) and fine-tune the COVID-CT classifier; return the fine-tuning run."""
+    from pretrainlab.core.data import runs_root
+    from pretrainlab.ct import api
 
-    pt = default_run_dir(NAME, "demo-pretrain-smoke")
-    ft = default_run_dir(NAME, "demo-finetune-smoke")
-    if main(["ct", "pretrain", "--profile", "smoke", "--out", str(pt)]) != 0:
-        raise RuntimeError("smoke pre-training failed")
-    if main(["ct", "finetune", "--profile", "smoke", "--init", str(pt), "--task", "lesion", "--out", str(ft)]) != 0:
-        raise RuntimeError("smoke fine-tuning failed")
+    pt, ft = runs_root() / NAME / "demo-pretrain-smoke", runs_root() / NAME / "demo-finetune-smoke"
+    import shutil
+
+    for d in (pt, ft):
+        shutil.rmtree(d, ignore_errors=True)
+    data = api.synthetic_data("smoke")
+    api.pretrain(api.load("hash6", "smoke", ["train.progress=false"]), data, pt)
+    api.finetune(api.load("finetune", "smoke", [f"task={CLASSIFIER_TASK}", "train.progress=false"]), data, ft, init=pt)
     return ft
+
+
+def describe(folder: Path, cfg: Any) -> str:
+    from pretrainlab.core.demo import describe_checkpoint
+
+    init = f"pre-trained backbone from {cfg.init}" if cfg.init else "RANDOM-INIT backbone (no pre-training)"
+    return (f"classifier: {describe_checkpoint(folder)}; task {cfg.task}, classes {', '.join(cfg.classes)}; {init}")
 
 
 class Predictor:
@@ -186,66 +196,67 @@ class Predictor:
     def __init__(self, ckpt: str | Path | None = None) -> None:
         self.ckpt = ckpt
         self.model: Any = None
-        self.image_size = 32
+        self.cfg: Any = None
         self.message = ""
+        self._lock = threading.Lock()
 
-    def get(self) -> tuple[Any, int, str]:
-        if self.model is None:
-            from pretrainlab.core.demo import resolve_checkpoint
-            from pretrainlab.ct.domain import load_classifier
+    def get(self) -> tuple[Any, Any, str]:
+        with self._lock:
+            if self.model is None:
+                from pretrainlab.ct import api
 
-            ckpt = self.ckpt or find_lesion_classifier()
-            if ckpt is not None:
-                folder, self.message = resolve_checkpoint(NAME, ckpt, train_smoke)
-            else:
-                from pretrainlab.core.checkpoint import find_checkpoint
-
-                run = train_smoke()
-                folder = find_checkpoint(run)
-                self.message = f"no lesion classifier found in runs/: trained the smoke profile first ({run})"
-            self.model, cfg = load_classifier(folder)
-            self.image_size = cfg.model.image_size
-        return self.model, self.image_size, self.message
+                if self.ckpt is not None:
+                    folder, note = api.classifier_folder(Path(self.ckpt)), f"checkpoint given: {self.ckpt}"
+                else:
+                    found = find_classifier()
+                    if found is not None:
+                        folder, note = found, "newest COVID-CT classifier in runs/"
+                    else:
+                        run = train_smoke()
+                        folder, note = api.classifier_folder(run), f"no classifier in runs/: trained the smoke profile first ({run})"
+                self.model, self.cfg = api.load_classifier(folder)
+                self.message = f"{note}. {describe(folder, self.cfg)}"
+            return self.model, self.cfg, self.message
 
 
 # ------------------------------------------------------------------------------------------ app
 def build_demo(ckpt: str | Path | None = None) -> Any:
     import gradio as gr
 
+    from pretrainlab.core.demo import run_button
+
     pred = Predictor(ckpt)
 
     def analyse(upload: Any, use_phantom: bool, seed: float, strategy: str, threshold: float) -> tuple[Any, ...]:
-        if use_phantom:
-            name, slices = phantom_case(int(seed or 0))
-        else:
-            name, slices = load_upload(upload)
+        name, slices = phantom_case(int(seed or 0)) if use_phantom else load_upload(upload)
+        model, cfg, msg = pred.get()
         embed = None
-        model, size, msg = pred.get()
         if strategy == "deepnet":
-            from pretrainlab.ct.selective_reduction import make_embedder
+            from pretrainlab.ct import api
 
-            embed = make_embedder(model.backbone, size, model.cfg.ssl.norm_mean, model.cfg.ssl.norm_std)
+            embed = api.make_embedder(model.backbone, cfg.model.image_size, 0.1806, 0.1907)
         kept = reduce_case(slices, strategy, threshold, embed)
         mid = len(slices) // 2
         state = {"name": name, "slices": slices, "kept": kept}
         return (state, gr.update(minimum=0, maximum=len(slices) - 1, value=mid, step=1),
                 render_slice(slices, mid, kept), strip_image(len(slices), kept, mid),
                 summary_text(name, len(slices), kept, strategy, float(threshold)),
-                predict_slice(model, size, slices[mid]), msg)
+                predict_slice(model, cfg, slices[mid]), msg)
 
     def show(state: dict[str, Any] | None, index: float) -> tuple[Any, ...]:
         if not state:
             raise DataError("(no volume)", "load a volume first")
-        model, size, _ = pred.get()
+        model, cfg, _ = pred.get()
         i = int(index)
         sl, kept = state["slices"], state["kept"]
-        return render_slice(sl, i, kept), strip_image(len(sl), kept, i), predict_slice(model, size, sl[min(i, len(sl) - 1)])
+        return render_slice(sl, i, kept), strip_image(len(sl), kept, i), predict_slice(model, cfg, sl[min(i, len(sl) - 1)])
 
     with gr.Blocks(title="CT: Less is More") as demo:
         gr.Markdown("## CT slice reduction before contrastive pre-training (Wolf et al. 2024, *Less is More*)\n"
                     "Upload a NIfTI volume or a zip of one DICOM series (max "
                     f"{MAX_UPLOAD_MB} MB), or use a generated phantom. Kept slices are framed **green**, dropped "
-                    "ones **red**.")
+                    "ones **red**. Hash-k is the reference's method; SSIM / MI / DeepNet / EveryN are this "
+                    "project's extensions. The classifier's probabilities carry the class names it was trained with.")
         state = gr.State(None)
         with gr.Row():
             upload = gr.File(label="NIfTI (.nii, .nii.gz) or zip of a DICOM series", file_types=list(ALLOWED),
@@ -263,12 +274,12 @@ def build_demo(ckpt: str | Path | None = None) -> Any:
             slice_img = gr.Image(label="slice (green: kept, red: dropped)", type="numpy", height=320)
             with gr.Column():
                 strip = gr.Image(label="the volume along z (white: shown slice)", type="numpy", height=80)
-                label = gr.Label(label="lesion classifier on the shown slice", num_top_classes=2)
+                label = gr.Label(label="COVID-CT classifier on the shown slice", num_top_classes=2)
         status = gr.Markdown(elem_id="ct-status")
         outs = [state, slider, slice_img, strip, summary, label, status]
         strategy.change(lambda s: DEFAULT_THRESHOLD[s], strategy, threshold)
-        run_btn.click(guarded(lambda u, s, st, t: analyse(u, False, s, st, t)), [upload, seed, strategy, threshold], outs)
-        ph_btn.click(guarded(lambda u, s, st, t: analyse(u, True, s, st, t)), [upload, seed, strategy, threshold], outs)
+        run_button(run_btn, lambda u, s, st, t: analyse(u, False, s, st, t), [upload, seed, strategy, threshold], outs)
+        run_button(ph_btn, lambda u, s, st, t: analyse(u, True, s, st, t), [upload, seed, strategy, threshold], outs)
         slider.release(guarded(show), [state, slider], [slice_img, strip, label])
     return demo
 

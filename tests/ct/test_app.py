@@ -21,7 +21,7 @@ def app():
 
 @pytest.fixture()
 def nifti(tmp_path: Path, ct_phantom) -> Path:
-    from pretrainlab.ct.phantom import write_nifti
+    from pretrainlab.ct.synthetic import write_nifti
 
     write_nifti(ct_phantom[0], tmp_path / "case.nii.gz")
     return tmp_path / "case.nii.gz"
@@ -35,8 +35,8 @@ def _zip(path: Path, files: dict[str, bytes]) -> Path:
 
 
 def test_load_upload_nifti_and_dicom_zip(app, nifti: Path, tmp_path: Path, ct_phantom) -> None:
-    from pretrainlab.ct.phantom import write_dicom_series
     from pretrainlab.ct.preprocessing import minmax_uint8
+    from pretrainlab.ct.synthetic import write_dicom_series
 
     name, sl = app.load_upload(nifti)
     assert name == "case.nii.gz" and sl.dtype == np.uint8 and sl.shape == ct_phantom[0].shape
@@ -78,7 +78,8 @@ def test_zip_limits(app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_reduce_render_strip_summary(app) -> None:
     name, sl = app.phantom_case(2, n_slices=30, size=32)
     kept = app.reduce_case(sl, "hash", 6)
-    from pretrainlab.ct.hash_k import reference_hash_k
+    from pretrainlab.core.config import ConfigError
+    from pretrainlab.core.reduction import reference_hash_k
 
     np.testing.assert_array_equal(kept, reference_hash_k(sl, 6))
     img = app.render_slice(sl, int(kept[0]), kept)
@@ -88,21 +89,29 @@ def test_reduce_render_strip_summary(app) -> None:
     strip = app.strip_image(len(sl), kept, 0)
     assert strip.shape[1] == len(sl) * 6
     assert f"{len(kept)} of 30 slices" in app.summary_text(name, len(sl), kept, "hash", 6)
-    with pytest.raises(ValueError, match="whole number"):
+    with pytest.raises(ConfigError, match=r"reduction\.hash_k: 2\.5 .*whole number"):
         app.reduce_case(sl, "hash", 2.5)
+    with pytest.raises(ConfigError, match=r"reduction\.hash_k: -3"):
+        app.reduce_case(sl, "hash", -3)  # would never end in the reference's loop: refused
+    with pytest.raises(ConfigError, match=r"reduction\.ssim_threshold"):
+        app.reduce_case(sl, "ssim", float("nan"))
     assert len(app.reduce_case(sl, "every_n", 5)) == 6
 
 
-def test_predict_slice(app) -> None:
+def test_predict_slice_uses_the_checkpoint_class_names(app) -> None:
+    import dataclasses
+
     import torch
 
-    from pretrainlab.ct.domain import load
+    from pretrainlab.ct.api import load
     from pretrainlab.ct.downstream import Classifier
 
-    cfg = load("hash6", "smoke", [])
+    cfg = dataclasses.replace(load("finetune", "smoke", []), classes=("CT_COVID", "CT_NonCOVID"))
     torch.manual_seed(0)
-    p = app.predict_slice(Classifier(cfg, 2), cfg.model.image_size, app.phantom_case(0, 20, 32)[1][10])
-    assert set(p) == {"no_lesion", "lesion"} and abs(sum(p.values()) - 1) < 1e-5
+    p = app.predict_slice(Classifier(cfg.model, 2), cfg, app.phantom_case(0, 20, 32)[1][10])
+    assert set(p) == {"CT_COVID", "CT_NonCOVID"} and abs(sum(p.values()) - 1) < 1e-5
+    organ = dataclasses.replace(load("finetune", "smoke", ["task=organ"]), classes=("a", "b", "c"))
+    assert list(app.predict_slice(Classifier(organ.model, 3), organ, np.zeros((28, 28), np.uint8))) == ["a", "b", "c"]
 
 
 @pytest.mark.e2e
@@ -113,7 +122,8 @@ def test_e2e_upload_reduce_and_bad_upload(app, gradio_page, nifti: Path, tmp_pat
     page.get_by_text("case.nii.gz").first.wait_for(timeout=120_000)
     summary = page.locator("#ct-summary").inner_text(timeout=120_000)
     assert "keeps" in summary and "of 40 slices" in summary
-    page.locator("#ct-status").get_by_text("smoke profile").or_(page.locator("#ct-status").get_by_text("checkpoint")).first.wait_for()
+    page.locator("#ct-status").get_by_text("smoke profile").first.wait_for()  # says how the classifier was trained
+    assert "NOT meaningful" in page.locator("#ct-status").inner_text()
     assert page.locator("img").count() >= 2
     # a bad upload shows the error and the app keeps serving
     inner = io.BytesIO()

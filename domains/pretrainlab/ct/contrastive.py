@@ -10,6 +10,7 @@ repository SSL-MedicalImagining-CL-MAE has a MoCo variant): same backbone, the t
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,15 +90,17 @@ class MoCoTask(Task):
         return {"loss": loss}
 
 
-def build_pretrain_task(cfg: CTConfig, freeze_prototypes_steps: int = 0) -> Task:
-    """SwAV (paper) or the selected alternative; every task exposes ``.backbone``."""
+def build_pretrain_task(cfg: CTConfig, freeze_prototypes_steps: int = 0, lr_fn: Any = None) -> Task:
+    """SwAV (paper) or the selected alternative; every task exposes ``.backbone`` and follows
+    ``lr_fn(step) -> lr`` (the reference's schedule) through ``lr_scale``."""
     from pretrainlab.ct.swav import SwAVTask
 
     m = cfg.ssl.method
     if m == "swav":
-        return SwAVTask(cfg, freeze_prototypes_steps)
-    if m == "simclr":
-        return SimCLRTask(cfg)
-    if m == "moco":
-        return MoCoTask(cfg)
-    raise ValueError(f"unknown ssl.method {m!r} (swav | simclr | moco)")
+        return SwAVTask(cfg, freeze_prototypes_steps, lr_fn)
+    task: Task = SimCLRTask(cfg) if m == "simclr" else MoCoTask(cfg) if m == "moco" else None  # type: ignore[assignment]
+    if task is None:
+        raise ValueError(f"unknown ssl.method {m!r} (swav | simclr | moco)")
+    if lr_fn is not None:
+        task.lr_scale = lambda group, step: float(lr_fn(step)) / cfg.train.lr  # type: ignore[method-assign]
+    return task

@@ -3,8 +3,8 @@ Sec. Pre-training; reference: facebookresearch/swav ``main_swav.py`` as configur
 ``Less_is_More``): ResNet-50, projection MLP 2048 -> 128, 500 prototypes, temperature 0.1,
 Sinkhorn epsilon 0.05 with 3 iterations, codes from crops 0 and 1, no queue, multi-crop 2 x 224
 (scale 0.9-1.0) + 6 x 96 (scale 0.1-0.33), ColorJitter(0.4, 0.4, 0.2, 0.2) p 0.8, grayscale
-p 0.2, Gaussian blur p 0.5 (sigma 0.1-2), no flips, mean / std 0.1806 / 0.1907; LARS, batch 128,
-lr 0.15 -> 0.00015 (cosine), prototypes frozen for the first epoch's iterations.
+p 0.2, Gaussian blur p 0.5 (sigma 0.1-2), no flips, mean / std 0.1806 / 0.1907; LARS (pl_bolts),
+batch 128, lr 0.15 with the reference's schedule and prototype freezing (``pretraining``).
 
 Implementation notes: augmentations run batched on the device (``pretrainlab.core.augment``) on
 the 1-channel slice, which is then stacked to 3 channels: saturation / hue jitter and grayscale
@@ -15,6 +15,8 @@ Deviation: fp16 in the reference; bf16 autocast here (losses in float32).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,45 +61,47 @@ class ProjectionHead(nn.Module):
 
 
 class SwAVTask(Task):
-    """batch ``{"image": (B, 1, H, W) uint8}`` -> ``{"loss", "swav"}``."""
+    """batch ``{"image": (B, 1, H, W) uint8}`` -> ``{"loss", "swav"}``.
 
-    def __init__(self, cfg: CTConfig, freeze_prototypes_steps: int = 0) -> None:
+    ``freeze_prototypes_steps``: the prototypes get no gradient before this optimizer step (the
+    reference's ``freeze_prototypes_epochs`` times the iterations per epoch); ``lr_fn(step) -> lr``
+    is the reference schedule (``pretraining.swav_lr``), applied through ``lr_scale``.
+    """
+
+    def __init__(self, cfg: CTConfig, freeze_prototypes_steps: int = 0, lr_fn: Any = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.backbone, dim = build_backbone(cfg.model)
         self.head = ProjectionHead(dim, cfg.model.hidden_mlp, cfg.model.feat_dim)
         self.prototypes = nn.Linear(cfg.model.feat_dim, cfg.ssl.nmb_prototypes, bias=False)
         self.freeze_prototypes_steps = freeze_prototypes_steps
-        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
-        self._it: int | None = None
+        self.lr_fn = lr_fn
 
-    def on_step_end(self, step: int, max_steps: int) -> None:
-        self._it = step
-        self.iteration.fill_(step)
+    def lr_scale(self, group: str, step: int) -> float:
+        return 1.0 if self.lr_fn is None else float(self.lr_fn(step)) / self.cfg.train.lr
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         s = self.cfg.ssl
-        if self._it is None:
-            self._it = int(self.iteration)  # once, after construction / resume
         x = batch["image"]
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         with torch.no_grad():
             crops = multi_crop(x, s)
             w = self.prototypes.weight
-            w.copy_(F.normalize(w, dim=1))
+            w.copy_(F.normalize(w, dim=1))  # ref: normalise the prototypes before every step
         b = x.shape[0]
-        # forward crops of the same resolution together (reference)
         feats = []
         start = 0
-        for n in s.nmb_crops:
+        for n in s.nmb_crops:  # crops of the same resolution through the backbone together (ref)
+            if n == 0:
+                continue
             group = torch.cat(crops[start:start + n])
             group = to_input(group, s.norm_mean, s.norm_std).contiguous(memory_format=torch.channels_last)
             feats.append(self.backbone(group))
             start += n
         z = self.head(torch.cat(feats))
         proto = self.prototypes.weight
-        if self._it < self.freeze_prototypes_steps:
-            proto = proto.detach()
+        if self.step_index < self.freeze_prototypes_steps:
+            proto = proto.detach()  # ref: on_after_backward sets the prototypes' grad to None
         scores = z @ proto.t()
         loss = swav_loss(list(scores.split(b)), assign_crops=tuple(s.assign_crops), temperature=s.temperature,
                          epsilon=s.epsilon, iterations=s.sinkhorn_iterations)

@@ -14,9 +14,11 @@ field make consecutive slices similar but not identical, as in real CT.
 
 Layout written by :func:`generate` (``pretrainlab ct data --out DIR``)::
 
-    DIR/pretrain/vol_000.nii.gz            NIfTI volumes (even indices)
+    DIR/pretrain/vol_000.nii.gz            NIfTI volumes (even indices; dcm2niix orientation)
     DIR/pretrain/vol_001/IM_0000.dcm ...   DICOM series (odd indices), one folder per series
-    DIR/downstream/lesion/{train,val,test}/{lesion,no_lesion}/*.png   COVID-CT style slices
+    DIR/downstream/covid/CT_COVID/*.png, CT_NonCOVID/*.png      COVID-CT as published: lung slices
+        with lesions (nodules, ground-glass opacities) in CT_COVID, without in CT_NonCOVID, and
+        Data-split/COVID/{train,val,test}CT_COVID.txt, Data-split/NonCOVID/{...}CT_NonCOVID.txt
     DIR/downstream/organ/organsmnist.npz     OrganSMNIST style 28x28 sagittal crops, 11 classes
     DIR/downstream/organ/organsmnist_64.npz  the same crops at 64x64
     DIR/info.json
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pretrainlab.ct.readers import ORGAN_CLASSES
+from pretrainlab.ct.formats import COVID_CLASSES, ORGAN_CLASSES
 
 PAD_RAW = -2000  # DICOM padding value outside the field of view
 INTERCEPT = -1024.0  # DICOM RescaleIntercept written
@@ -189,20 +191,27 @@ def phantom_volume(rng: np.random.Generator, n_slices: int, size: int, n_lesions
 
 # ----------------------------------------------------------------------------------- writers
 def write_nifti(hu: np.ndarray, path: Path, spacing: tuple[float, float, float] = (2.5, 1.0, 1.0)) -> None:
-    """``(Z, Y, X)`` HU -> int16 NIfTI (RAS affine with the voxel spacing; the reader transposes back)."""
+    """``(Z, H, W)`` HU in the DICOM display orientation -> int16 NIfTI as dcm2niix writes the same
+    scan (:func:`write_dicom_series`): columns along x (affine -dx: towards the patient's left),
+    rows flipped so y runs posterior -> anterior (+dy), slices along +z ("LAS"), the origin at the
+    world position of the first stored voxel. Both files hold one scan at one place in the world."""
     import nibabel as nib
 
-    data = np.ascontiguousarray(hu.transpose(2, 1, 0)).astype(np.int16)  # (X, Y, Z)
-    aff = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    h = hu.shape[1]
+    dz, dy, dx = spacing
+    data = np.ascontiguousarray(np.asarray(hu).transpose(2, 1, 0)[:, ::-1, :]).astype(np.int16)  # (X, Y, Z)
+    aff = np.array([[-dx, 0.0, 0.0, -0.0], [0.0, dy, 0.0, -(h - 1) * dy], [0.0, 0.0, dz, 0.0], [0.0, 0.0, 0.0, 1.0]])
     img = nib.Nifti1Image(data, aff)
     img.header.set_xyzt_units("mm")
+    img.header.set_qform(aff, code=1)
+    img.header.set_sform(aff, code=1)
     nib.save(img, str(path))
 
 
 def write_dicom_series(hu: np.ndarray, folder: Path, fov: np.ndarray | None = None, *,
                        spacing: tuple[float, float, float] = (2.5, 1.0, 1.0), modality: str = "CT",
                        series_uid: str | None = None, rescale: bool = True, shuffle_names: bool = False,
-                       seed: int = 0) -> str:
+                       seed: int = 0, name_format: str = "IM_{:04d}.dcm", first_index: int = 0) -> str:
     """``(Z, H, W)`` HU -> one CT DICOM file per slice (int16, RescaleIntercept -1024, padding -2000
     outside ``fov``). Files are named ``IM_<n>.dcm``; with ``shuffle_names`` the names do not follow
     the slice order (the reader must sort by position). Returns the SeriesInstanceUID."""
@@ -249,7 +258,7 @@ def write_dicom_series(hu: np.ndarray, folder: Path, fov: np.ndarray | None = No
             ds.RescaleIntercept = INTERCEPT
             ds.RescaleSlope = 1.0
         ds.PixelData = raw.tobytes()
-        ds.save_as(str(folder / f"IM_{int(order[i]):04d}.dcm"), enforce_file_format=True)
+        ds.save_as(str(folder / name_format.format(int(order[i]) + first_index)), enforce_file_format=True)
     return str(series_uid)
 
 
@@ -307,9 +316,11 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
     out = Path(out)
     (out / "pretrain").mkdir(parents=True, exist_ok=True)
     total_slices = 0
-    jobs = [("pretrain", i) for i in range(ps.pretrain_volumes)] + [("lesion", i) for i in range(ps.lesion_volumes)] + \
+    jobs = [("pretrain", i) for i in range(ps.pretrain_volumes)] + [("covid", i) for i in range(ps.lesion_volumes)] + \
         [("organ", i) for i in range(ps.organ_volumes)]
-    counts = {"lesion": {"train": [0, 0], "val": [0, 0], "test": [0, 0]}}
+    counts = {"covid": {"train": [0, 0], "val": [0, 0], "test": [0, 0]}}
+    covid = out / "downstream" / "covid"
+    lists: dict[tuple[str, str], list[str]] = {(sp, c): [] for sp in ("train", "val", "test") for c in COVID_CLASSES}
     organ: dict[str, dict[int, list[np.ndarray]]] = {sp: {28: [], 64: []} for sp in ("train", "val", "test")}
     organ_y: dict[str, list[int]] = {sp: [] for sp in ("train", "val", "test")}
     for kind, i in tqdm(jobs, desc=f"phantoms ({profile})", unit="vol"):
@@ -321,7 +332,7 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
                 write_nifti(hu, out / "pretrain" / f"vol_{i:03d}.nii.gz")
             else:
                 write_dicom_series(hu, out / "pretrain" / f"vol_{i:03d}", meta["fov"], seed=seed * 1000 + i)
-        elif kind == "lesion":
+        elif kind == "covid":
             sick = i % 2 == 1
             hu, meta = phantom_volume(rng, n_sl, ps.size, n_lesions=int(rng.integers(4, 9)) if sick else 0)
             split = _split_of(i, ps.lesion_volumes)
@@ -333,10 +344,12 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
             take_pos = list(rng.permutation(pos)[:6]) if sick else []
             take_neg = list(rng.permutation(neg)[: (3 if sick else 6)])
             u8 = minmax_uint8(hu)
-            for z, lab in [(z, 1) for z in take_pos] + [(z, 0) for z in take_neg]:
-                cls = "lesion" if lab else "no_lesion"
-                save_png(u8[z], out / "downstream" / "lesion" / split / cls / f"v{i:03d}_s{int(z):03d}.png")
-                counts["lesion"][split][lab] += 1
+            for z, lab in [(z, 0) for z in take_pos] + [(z, 1) for z in take_neg]:
+                cls = COVID_CLASSES[lab]
+                name = f"v{i:03d}_s{int(z):03d}.png"
+                save_png(u8[z], covid / cls / name)
+                lists[(split, cls)].append(name)
+                counts["covid"][split][lab] += 1
         else:
             hu, meta = phantom_volume(rng, n_sl, ps.size, n_lesions=0)
             split = _split_of(i, ps.organ_volumes)
@@ -344,6 +357,10 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
             for s in (28, 64):
                 organ[split][s] += crops[s]
             organ_y[split] += labels
+    for (sp, cls), names in lists.items():  # the published split lists (Data-split/<COVID|NonCOVID>/<split><cls>.txt)
+        txt = covid / "Data-split" / cls.removeprefix("CT_") / f"{sp}{cls}.txt"
+        txt.parent.mkdir(parents=True, exist_ok=True)
+        txt.write_text("".join(f"{n}\n" for n in names))
     odir = out / "downstream" / "organ"
     odir.mkdir(parents=True, exist_ok=True)
     for s, name in ((28, "organsmnist.npz"), (64, "organsmnist_64.npz")):
@@ -353,9 +370,24 @@ def generate(out: Path, profile: str = "tiny", seed: int = 0) -> None:
             arrays[f"{sp}_labels"] = np.asarray(organ_y[sp], dtype=np.uint8)[:, None]
         np.savez_compressed(odir / name, **arrays)
     info = {"profile": profile, "seed": seed, "pretrain_volumes": ps.pretrain_volumes, "pretrain_slices": total_slices,
-            "slice_size": ps.size, "lesion_counts": counts["lesion"],
+            "slice_size": ps.size, "covid_counts": {sp: dict(zip(COVID_CLASSES, v)) for sp, v in counts["covid"].items()},
             "organ_counts": {sp: len(organ_y[sp]) for sp in organ_y}, "organ_classes": list(ORGAN_CLASSES)}
     (out / "info.json").write_text(json.dumps(info, indent=2))
     print(f"wrote {ps.pretrain_volumes} CT phantoms ({total_slices} slices, NIfTI + DICOM), "
-          f"{sum(sum(v) for v in counts['lesion'].values())} lesion slices, "
+          f"{sum(sum(v) for v in counts['covid'].values())} COVID-CT style slices, "
           f"{sum(len(v) for v in organ_y.values())} organ crops ({profile}) to {out}")
+
+
+def bench_volumes(n_volumes: int, n_slices: int, size: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Phantom volumes ``(HU (n_slices, size, size), field-of-view mask)`` (rendered at <= 128 px,
+    upsampled, with scanner noise)."""
+    rng = np.random.default_rng(seed)
+    base = min(size, 128)
+    out = []
+    for _ in range(n_volumes):
+        hu, meta = phantom_volume(rng, n_slices, base, n_lesions=3)
+        rep = -(-size // base)
+        big = np.repeat(np.repeat(hu, rep, axis=1), rep, axis=2)[:, :size, :size]
+        fov = np.repeat(np.repeat(meta["fov"], rep, axis=0), rep, axis=1)[:size, :size]
+        out.append((np.round(big + rng.normal(0, 12, big.shape)).astype(np.float32), fov))
+    return out
