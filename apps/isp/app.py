@@ -123,7 +123,7 @@ def render_file(path: str | Path, ckpt: str | Path | None = None, weights: str |
 
 def predict_upload(file: Any, ckpt: str | Path | None = None, weights: str | Path | None = None,
                    arch: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
-    path = getattr(file, "name", file)
+    path = file if file is None or isinstance(file, (str, Path)) else getattr(file, "name", file)  # str / Path / gr file
     p = validate_upload(path, UPLOAD_SUFFIXES, MAX_UPLOAD_MB, what="RAW file (.png mosaic, .npy, .dng)")
     return render_file(p, ckpt, weights, arch, getattr(file, "orig_name", None))
 

@@ -97,3 +97,19 @@ def test_bench_cpu() -> None:
     res = bench(device="cpu", steps=1, warmup=0, batch_size=2, generators=("robustisp",))
     assert [r["generator"] for r in res] == ["robustisp"]
     assert res[0]["generator_params"] == 1616 and res[0]["fullhd_latency_s"] > 0 and res[0]["samples_per_s"] > 0
+
+
+def test_reproduce_smoke_table(tmp_path: Path, smoke_data: Path, smoke_nets) -> None:
+    from pretrainlab.core.results import recompute_verdicts, validate
+    from pretrainlab.isp.reproduce import TABLE
+
+    path = TABLE.reproduce("smoke", tmp_path / "rep", seeds=[0, 1], data=smoke_data, progress=False)
+    res = json.loads(path.read_text())
+    validate(res)
+    assert recompute_verdicts(res) == [c["verdict"] for c in res["claims"]]
+    names = [r["name"] for r in res["rows"]]
+    assert names[0] == "Conventional ISP" and "EfficientISP / unpaired" in names
+    head = [c for c in res["claims"] if c["headline"]]
+    assert len(head) == 1 and head[0]["kind"] == "equivalence" and head[0]["delta"] == 1.0
+    assert (tmp_path / "rep/results.md").exists() and (tmp_path / "rep/renders.png").exists()
+    assert any("Warm start" in d for d in res["deviations"])

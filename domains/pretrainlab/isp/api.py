@@ -165,23 +165,13 @@ def evaluate(ckpt: Path, data: Path | None = None, split: str = "test") -> dict[
     """
     from pretrainlab.isp.bayer import REFERENCE_NORM
     from pretrainlab.isp.formats import PairedISP
-    from pretrainlab.isp.generators import (
-        arch_of_state_dict,
-        count_macs,
-        count_params,
-        load_reference_weights,
-    )
+    from pretrainlab.isp.generators import count_macs, count_params, load_reference_weights
     from pretrainlab.isp.metrics import evaluate_generator, load_lpips
 
     ckpt = Path(ckpt)
     if ckpt.is_file() and ckpt.suffix in (".pth", ".pt"):
-        from pretrainlab.core.checkpoint import CheckpointError, load_torch_file
-
-        sd = load_torch_file(ckpt, what="generator weights file")
-        arch = arch_of_state_dict(sd) if isinstance(sd, dict) else None
-        if arch is None:
-            raise CheckpointError(f"{ckpt}: holds no known generator (efficientisp, robustisp, rmfanet_tiny)")
-        gen = load_reference_weights(ckpt, arch).eval()
+        gen = load_reference_weights(ckpt).eval()
+        arch = str(gen.arch)
         cfg = load(f"{arch}_unpaired", None, [])
         norm = REFERENCE_NORM[arch]
     else:

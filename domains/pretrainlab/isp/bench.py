@@ -41,8 +41,17 @@ def bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size: in
     import torch
 
     from pretrainlab.core.bench import bench_task
+    from pretrainlab.core.config import ConfigError
     from pretrainlab.core.train import autocast_dtype, select_device
 
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"--device: '{device}' is not allowed; allowed: auto, cpu, cuda, cuda:N")
+    if steps < 1 or warmup < 0 or (batch_size is not None and batch_size < 1):
+        raise ConfigError(f"--steps {steps} / --warmup {warmup} / --batch-size {batch_size}: expected steps >= 1, "
+                          "warmup >= 0, batch size >= 1")
+    unknown = [g for g in generators if g not in GENERATORS]
+    if unknown:
+        raise ConfigError(f"generators: {unknown} not allowed; allowed: {', '.join(GENERATORS)}")
     dev = select_device(device)
     cuda = dev.type == "cuda"
     dtype = autocast_dtype(precision, dev)

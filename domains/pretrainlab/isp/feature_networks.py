@@ -32,7 +32,6 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -435,7 +434,3 @@ def load_feature_nets(cfg: FeatureNetConfig, data_root: Path | None, seed: int =
                      "ViT-B/16 (torchvision vit_b_16 or Hugging Face ViTModel)")
         nets.source["vit"] = f"{'Hugging Face' if hf_vit else 'torchvision'} weights {cfg.vit_weights}"
     return nets.freeze()
-
-
-def describe(nets: FeatureNets) -> dict[str, Any]:
-    return dict(nets.source)

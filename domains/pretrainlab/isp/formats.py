@@ -407,7 +407,7 @@ class PairedISP(Dataset):
         h, w = item["raw"].shape[-2:]
         if self.patch:
             if min(h, w) < self.patch:
-                raise DataError(self.pairs[i][0], f"RAW of {h}x{w} packed pixels is smaller than data.patch={self.patch}")
+                raise DataError(self.pairs[i][0], f"RAW of {2 * h}x{2 * w} pixels is smaller than data.patch={2 * self.patch}")
             y, x = _crop_box(h, w, self.patch, None)
             p = self.patch
             return {k: (v[:, y:y + p, x:x + p] if k == "raw" else v[:, 2 * y:2 * (y + p), 2 * x:2 * (x + p)])
@@ -497,7 +497,7 @@ class UnpairedISP(Dataset):
         h, w = item["raw"].shape[-2:]
         if self.patch:
             if min(h, w) < self.patch:
-                raise DataError(self.raw_files[i], f"RAW of {h}x{w} packed pixels is smaller than data.patch={self.patch}")
+                raise DataError(self.raw_files[i], f"RAW of {2 * h}x{2 * w} pixels is smaller than data.patch={2 * self.patch}")
             y, x = _crop_box(h, w, self.patch, None)
             p = self.patch
             item = {"raw": item["raw"][:, y:y + p, x:x + p], "ref": item["ref"][:, 2 * y:2 * (y + p), 2 * x:2 * (x + p)]}

@@ -220,15 +220,16 @@ def count_macs(model: nn.Module, raw_hw: tuple[int, int], probe_div: int = 10) -
     return round(macs[0] * scale)
 
 
-def load_reference_weights(path: Path, arch: str, gen: nn.Module | None = None) -> nn.Module:
+def load_reference_weights(path: Path, arch: str | None = None, gen: nn.Module | None = None) -> nn.Module:
     """A released reference ``.pth`` (a plain ``state_dict`` saved from CUDA) -> our generator, ``strict=True``.
 
     Read with ``torch.load(map_location="cpu", weights_only=True)`` (core ``load_torch_file``: no
-    pickled code runs). A file of another architecture is refused, naming the one it holds.
+    pickled code runs). ``arch`` None: read from the file; a file of another architecture than
+    ``arch`` is refused, naming the one it holds.
     """
     from pretrainlab.core.checkpoint import CheckpointError, load_torch_file
 
-    if arch not in GENERATORS:
+    if arch is not None and arch not in GENERATORS:
         raise CheckpointError(f"{path}: unknown --arch '{arch}'; use one of {', '.join(GENERATORS)}")
     sd = load_torch_file(path, what="generator weights file")
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
@@ -236,9 +237,11 @@ def load_reference_weights(path: Path, arch: str, gen: nn.Module | None = None) 
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{path}: expected a generator state dict (name -> tensor), found {type(sd).__name__}")
     held = arch_of_state_dict(sd)
-    if held != arch:
-        what = f"{DISPLAY[held]} (--arch {held})" if held else "no known generator"
-        raise CheckpointError(f"{path}: holds {what} weights, not --arch {arch}")
-    gen = gen if gen is not None else build_generator(arch)
+    if held is None:
+        raise CheckpointError(f"{path}: holds no known generator ({', '.join(GENERATORS)})")
+    if arch is not None and held != arch:
+        raise CheckpointError(f"{path}: holds {DISPLAY[held]} (--arch {held}) weights, not --arch {arch}")
+    gen = gen if gen is not None else build_generator(held)
     gen.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    gen.arch = held  # type: ignore[assignment]
     return gen

@@ -85,12 +85,11 @@ def make_renderer(ckpt: Path | None = None, weights: Path | None = None, arch: s
     if conventional:
         return Renderer(None, None, "the conventional ISP (Menon 2007, WB, stretch, gamma; reference pipeline)")
     if weights:
-        if not arch:
-            raise ConfigError(f"--arch: missing; which generator the weights hold: {', '.join(GENERATORS)}")
-        if arch not in GENERATORS:
+        if arch is not None and arch not in GENERATORS:
             raise ConfigError(f"--arch: '{arch}' is not allowed; allowed: {', '.join(GENERATORS)}")
         gen = load_reference_weights(Path(weights), arch).eval()
-        return Renderer(gen, norm or REFERENCE_NORM[arch], f"the reference's released {arch} weights "
+        held = str(gen.arch)
+        return Renderer(gen, norm or REFERENCE_NORM[held], f"the reference's released {held} weights "
                                                            f"{Path(weights).name}", kind="reference")
     from pretrainlab.isp.unpaired_training import load_generator
 

@@ -56,12 +56,20 @@ def photos(extra: Path | None = None) -> list[np.ndarray]:
         left, right, _ = d.stereo_motorcycle()
         out += [left, right]
     if extra is not None:
-        from PIL import Image
+        from pretrainlab.core.data import DataError
+        from pretrainlab.core.guards import open_image
 
-        for p in sorted(Path(extra).rglob("*")):
-            if p.suffix.lower() in (".jpg", ".jpeg", ".png"):
-                with Image.open(p) as im:
-                    out.append(np.asarray(im.convert("RGB")))
+        folder = Path(extra)
+        if not folder.is_dir():
+            raise DataError(folder, "--photos: folder not found")
+        found = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+        if not found:
+            raise DataError(folder, "--photos: no JPEG / PNG photographs in this folder")
+        for p in found:
+            img = np.asarray(open_image(p, "RGB"))
+            if min(img.shape[:2]) < 64:
+                raise DataError(p, f"photograph of {img.shape[1]}x{img.shape[0]} is too small (at least 64x64)")
+            out.append(img)
     return out
 
 

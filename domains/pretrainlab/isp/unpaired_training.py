@@ -191,6 +191,10 @@ def pretrain(cfg: ISPConfig, data_root: Path, run_dir: Path, resume: bool = Fals
     from pretrainlab.core.train import Trainer, seed_everything
     from pretrainlab.isp.feature_networks import load_feature_nets
 
+    if cfg.model.init and not resume and not Path(cfg.model.init).exists():  # fail before any heavy work
+        from pretrainlab.core.checkpoint import CheckpointError
+
+        raise CheckpointError(f"{cfg.model.init}: model.init: file not found (a reference .pth or a run folder)")
     train, _ = datasets or build_datasets(cfg, data_root)
     cfg = resolve_data(cfg, train)
     if nets is None and cfg.loss.mode != "warmstart":
