@@ -242,13 +242,6 @@ def features(wave: Any, cfg: Any) -> Any:
     return extract(wave, cfg.features)
 
 
-def load_probe(path: Path) -> tuple[Any, list[str]]:
-    """One probe file (``probes/<task>.safetensors``) -> (probe, class names)."""
-    from pretrainlab.speech.downstream import load_probe as _load
-
-    return _load(Path(path))
-
-
 def new_task(cfg: Any) -> Any:
     """A freshly initialised :class:`~pretrainlab.speech.tera.TeraTask` (encoder + reconstruction head)."""
     from pretrainlab.speech.tera import TeraTask

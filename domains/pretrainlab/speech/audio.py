@@ -74,20 +74,21 @@ def wav_data_shortfall(path: Path) -> tuple[int, int] | None:
     return None
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000, min_seconds: float = MIN_SECONDS,
-               max_seconds: float | None = None) -> Audio:
-    """Read a wav / flac / ogg file as mono float32 at ``sample_rate``.
+def _reason(e: Exception, path: Path) -> str:
+    """libsndfile's message without the file's full path (the DataError names the file already)."""
+    text = str(e).replace(f"Error opening '{path}': ", "").replace(f"'{path}'", path.name).replace(str(path), path.name)
+    return " ".join(text.split()) or type(e).__name__
 
-    Raises:
-        DataError: not a readable audio file, truncated, over the decode limit or ``max_seconds``,
-            an implausible sample rate, empty, shorter than ``min_seconds`` or non-finite samples.
-    """
+
+def read_header(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> tuple[int, int, int]:
+    """(frames, channels, sample rate) of an audio file from its header, after every check that needs no
+    decoding: readable, a plausible rate, the declared size under the decode limit, not a truncated
+    WAV, not longer than ``max_seconds``. DataError naming the file otherwise."""
     import soundfile as sf
 
     from pretrainlab.core.guards import check_decode_size
 
     path = Path(path)
-    notes: list[str] = []
     if path.is_dir():
         raise DataError(path, "is a folder, expected an audio file (wav / flac / ogg)")
     try:
@@ -95,7 +96,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, min_seconds: float = 
     except FileNotFoundError as e:
         raise DataError(path, "file not found") from e
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
-        raise DataError(path, f"not a readable audio file (wav / flac / ogg expected): {e}") from e
+        raise DataError(path, f"not a readable audio file (wav / flac / ogg expected): {_reason(e, path)}") from e
     sr, frames, channels = int(info.samplerate), int(info.frames), int(info.channels)
     if not MIN_RATE <= sr <= MAX_RATE:
         raise DataError(path, f"header declares a sample rate of {sr} Hz (expected {MIN_RATE}-{MAX_RATE} Hz): "
@@ -108,10 +109,26 @@ def load_audio(path: str | Path, sample_rate: int = 16000, min_seconds: float = 
                               f"{short[1]} ({100 * short[1] / short[0]:.0f} %)")
     if max_seconds is not None and frames / sr > max_seconds:
         raise DataError(path, f"audio is {frames / sr:.1f} s long; at most {max_seconds:g} s are accepted here")
+    return frames, channels, sr
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000, min_seconds: float = MIN_SECONDS,
+               max_seconds: float | None = None) -> Audio:
+    """Read a wav / flac / ogg file as mono float32 at ``sample_rate``.
+
+    Raises:
+        DataError: not a readable audio file, truncated, over the decode limit or ``max_seconds``,
+            an implausible sample rate, empty, shorter than ``min_seconds`` or non-finite samples.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    notes: list[str] = []
+    frames, _, _ = read_header(path, sample_rate, max_seconds)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
-        raise DataError(path, f"cannot decode the audio ({e}): truncated or corrupt") from e
+        raise DataError(path, f"cannot decode the audio ({_reason(e, path)}): truncated or corrupt") from e
     if data.size == 0:
         raise DataError(path, "audio is empty (0 samples)")
     if data.shape[0] < frames:
@@ -135,18 +152,9 @@ def load_audio(path: str | Path, sample_rate: int = 16000, min_seconds: float = 
 
 
 def audio_frames(path: str | Path, sample_rate: int = 16000) -> int:
-    """Samples of ``path`` at ``sample_rate`` from its header alone (no decoding); DataError if unreadable."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except FileNotFoundError as e:
-        raise DataError(path, "file not found") from e
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
-        raise DataError(path, f"not a readable audio file (wav / flac / ogg expected): {e}") from e
-    if not MIN_RATE <= int(info.samplerate) <= MAX_RATE:
-        raise DataError(path, f"header declares a sample rate of {info.samplerate} Hz: corrupt header")
-    return int(info.frames) * sample_rate // int(info.samplerate)
+    """Samples of ``path`` at ``sample_rate`` from its header alone (no decoding; :func:`read_header`'s checks)."""
+    frames, _, sr = read_header(path, sample_rate)
+    return frames * sample_rate // sr
 
 
 def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int) -> None:

@@ -22,8 +22,12 @@ def bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size: in
     import torch
 
     from pretrainlab.core.bench import bench_task
+    from pretrainlab.core.config import ConfigError
     from pretrainlab.core.train import autocast_dtype, select_device
 
+    for flag, value, least in (("--steps", steps, 1), ("--warmup", warmup, 0), ("--batch-size", batch_size, 1)):
+        if value is not None and value < least:
+            raise ConfigError(f"{flag}: {value} is not allowed; expected an integer >= {least}")
     dev = select_device(device)
     cfg = api.load("tera", "full" if dev.type == "cuda" else "tiny", [])
     frames = 1000 if dev.type == "cuda" else 300

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -456,14 +455,6 @@ def _retarget(states: States, pset: ProbeSet) -> States:
 
 
 # ------------------------------------------------------------------------------------------------ files
-def save_probe(path: Path, probe: nn.Module, labels: list[str]) -> None:
-    """A probe as safetensors with its shape and class names in the metadata."""
-    from pretrainlab.core.checkpoint import save_weights
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(probe, path, {"meta": json.dumps(probe.meta), "labels": json.dumps(labels)})
-
-
 def probe_from_meta(meta: dict[str, Any], state: dict[str, Tensor]) -> nn.Module:
     """A probe rebuilt from its ``meta`` (shape) and weights."""
     if meta.get("kind") == "utterance":
@@ -472,19 +463,6 @@ def probe_from_meta(meta: dict[str, Any], state: dict[str, Tensor]) -> nn.Module
         probe = FrameProbe(meta["k"], meta["dim"], meta["n_classes"], meta["hidden"], meta["concat"], meta["weighted"])
     probe.load_state_dict(state)
     return probe.eval()
-
-
-def load_probe(path: Path) -> tuple[nn.Module, list[str]]:
-    """One probe file written by :func:`save_probe` -> (probe, class names)."""
-    from pretrainlab.core.checkpoint import CheckpointError, load_tensors
-
-    tensors, meta = load_tensors(path)
-    try:
-        probe = probe_from_meta(json.loads(meta["meta"]), tensors)
-        labels = json.loads(meta["labels"])
-    except (KeyError, TypeError, json.JSONDecodeError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: not a speech probe file ({type(e).__name__}: {e})") from None
-    return probe, labels
 
 
 def test_accuracy(task: str, probe: nn.Module, classes: list[str], encoder: TeraEncoder | None, data: ProbeData,
@@ -502,15 +480,5 @@ def test_accuracy(task: str, probe: nn.Module, classes: list[str], encoder: Tera
     return pt.accuracy("test", use_best=True)
 
 
-def write_probes(folder: Path, results: dict[str, ProbeResult], metrics: dict[str, Any]) -> Path:
-    """``folder/probes/<task>.safetensors`` for every probe and ``folder/probes/metrics.json``."""
-    from pretrainlab.core.io import atomic_write_json
-
-    for task, r in results.items():
-        save_probe(Path(folder) / "probes" / f"{task}.safetensors", r.probe, r.classes)
-    atomic_write_json(Path(folder) / "probes" / "metrics.json", metrics)
-    return Path(folder) / "probes"
-
-
 __all__ = ["KEYWORD_CLASSES", "FrameProbe", "ProbeData", "ProbeSet", "ProbeTask", "States", "UtteranceProbe",
-           "evaluate", "load_probe", "save_probe", "train_probe", "write_probes"]
+           "evaluate", "probe_from_meta", "test_accuracy", "train_probe"]

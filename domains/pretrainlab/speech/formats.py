@@ -227,19 +227,6 @@ def check_alignment(n_labels: int, n_frames: int, path: Path, uid: str, toleranc
                               "different frame rate")
 
 
-def match_features(feat: np.ndarray | object, n_labels: int) -> object:
-    """s3prl ``phone_linear/expert.py`` ``_match_length`` for one utterance ``(..., T, H)``: cut the features
-    to the label length or repeat the last frame; the labels are never changed."""
-    import torch
-
-    x = feat if isinstance(feat, torch.Tensor) else torch.as_tensor(feat)
-    T = x.shape[-2]
-    if T >= n_labels:
-        return x[..., :n_labels, :]
-    last = x[..., -1:, :]
-    return torch.cat([x, last.expand(*x.shape[:-2], n_labels - T, x.shape[-1])], dim=-2)
-
-
 def read_id_list(path: Path) -> list[str]:
     """An utterance-id list (``train_split.txt`` / ``test_split.txt``), one id per line, file order kept."""
     return [ln.strip() for ln in read_text(path, "utterance list").splitlines() if ln.strip()]
@@ -390,9 +377,11 @@ def speech_commands(root: Path, silence_clips: int = 10, seed: int = 0, sample_r
         raise DataError(root, "no such folder")
     test_root = next((p for p in (root / "speech_commands_test", root / "speech_commands_test_set_v0.01")
                       if p.is_dir()), None)
-    words = sorted(d.name for d in train_root.iterdir() if d.is_dir() and not d.name.startswith(("_", ".")))
+    words = sorted(d.name for d in train_root.iterdir()
+                   if d.is_dir() and not d.name.startswith(("_", ".")) and any(d.glob("*.wav")))
     if not words:
-        raise DataError(train_root, "not a Speech Commands layout (expected <word>/<speaker>_nohash_<n>.wav folders)")
+        raise DataError(train_root, "not a Speech Commands layout (expected speech_commands/<word>/"
+                                    "<speaker>_nohash_<n>.wav folders)")
 
     def listing(name: str) -> set[str]:
         p = train_root / name

@@ -140,10 +140,14 @@ def pretraining_dataset(data_root: Path, cfg: TeraConfig) -> PretrainDataset:
 def pretrain(cfg: TeraConfig, data_root: Path, run_dir: Path, resume: bool = False,
              dataset: PretrainDataset | None = None) -> tuple[TeraTask, Any]:
     """Pre-train TERA on ``data_root`` (or a prepared ``dataset``) into ``run_dir``."""
+    from pretrainlab.core.config import ConfigError
     from pretrainlab.core.train import Trainer, seed_everything
 
     cfg = resolve_warmup(cfg)
     ds = dataset if dataset is not None else pretraining_dataset(Path(data_root), cfg)
+    if len(ds) < cfg.train.batch_size:
+        raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is more than the {len(ds)} pre-training "
+                          f"utterances of {data_root}; lower it or give more data")
     seed_everything(cfg.train.seed)
     task = TeraTask(cfg)
     result = Trainer(cfg.train, run_dir, full_config=cfg).fit(task, ds, collate_fn=pad_collate, resume=resume)

@@ -59,6 +59,11 @@ def load_upstream(ckpt: str | Path, device: str | torch.device = "cpu") -> Upstr
         raise CheckpointError(f"{path}: not a checkpoint (a pretrainlab run folder or an s3prl .ckpt file expected)")
     folder = find_checkpoint(path)
     meta = read_meta(folder)
+    if meta.get("task") != "TeraTask":
+        what = "a probe checkpoint (from finetune)" if meta.get("task") == "SpeechProbes" else \
+            f"a '{meta.get('task', '?')}' checkpoint"
+        hint = f"; its upstream is {meta['init']}" if meta.get("init") else ""
+        raise CheckpointError(f"{folder}: {what}, not a speech (TERA) checkpoint{hint}")
     try:
         cfg = from_dict(TeraConfig, meta["config"])
     except (KeyError, TypeError, ConfigError) as e:
