@@ -96,8 +96,8 @@ def test_cli_round_trip(smoke_data: Path, tmp_path: Path) -> None:
 
 def test_cli_logmel_baseline_eval(smoke_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "baseline.json"
-    assert main(["speech", "eval", "--data", str(smoke_data), "--tasks", "phone_linear", "--out", str(out),
-                 "train.progress=false"]) == 0
+    assert main(["speech", "eval", "--data", str(smoke_data), "--profile", "smoke", "--tasks", "phone_linear",
+                 "--out", str(out), "train.progress=false"]) == 0
     m = json.loads(out.read_text())
     assert {"phone_linear_acc", "phone_linear_dev_acc", "phone_linear_best_step", "upstream"} == set(m)
     assert m["upstream"].startswith("log-mel")

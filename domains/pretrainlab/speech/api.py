@@ -173,14 +173,17 @@ def evaluate(ckpt: Path | None, data: Path | None = None, profile: str | None = 
              tasks: list[str] | None = None, seed: int = 0, overrides: list[str] | None = None) -> dict[str, Any]:
     """Test accuracies. A finetune checkpoint: its probes on the test split (no training). An upstream
     (pretrainlab run, s3prl ``.ckpt``) or ``None`` (the log-mel features): the whole protocol (probes
-    trained in a temporary folder, best dev state, test accuracy)."""
+    trained in a temporary folder, best dev state, test accuracy) with the probe settings of ``profile``
+    (default: ``full`` with ``data``, else the upstream's synthetic profile, else ``smoke``)."""
     import tempfile
 
     if is_probe_checkpoint(ckpt):
         assert ckpt is not None
         return _evaluate_probes(load_probes(ckpt), data, tasks)
     up = load_upstream(ckpt) if ckpt is not None else None
-    prof = profile or (up.cfg.data.profile if up is not None and up.cfg.data.profile != "full" else "smoke")
+    # the probe settings: as asked; the paper's (full) on real data; else the synthetic set the upstream knows
+    prof = profile or ("full" if data else up.cfg.data.profile if up is not None and up.cfg.data.profile != "full"
+                       else "smoke")
     ov = [*(overrides or []), f"train.seed={seed}"] + ([f"probe.tasks=[{','.join(tasks)}]"] if tasks else [])
     cfg = load(None, prof, ov)
     root = Path(data) if data else synthetic_data(cfg.data.profile)

@@ -22,7 +22,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                         "(omit: the log-mel baseline)")
     p.add_argument("--data", type=Path, default=None, help="LibriSpeech + Speech Commands root (default: synthetic)")
     p.add_argument("--profile", default=None, choices=["smoke", "tiny", "full"],
-                   help="probe settings for an upstream (default: the checkpoint's profile, else smoke)")
+                   help="probe settings for an upstream (default: full with --data, else the checkpoint's "
+                        "synthetic profile, else smoke)")
     p.add_argument("--tasks", nargs="+", default=None, choices=PROBE_TASKS, help="default: every probe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
