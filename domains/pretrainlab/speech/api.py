@@ -73,9 +73,8 @@ def is_s3prl_file(path: Path | str) -> bool:
 def is_probe_checkpoint(ckpt: Path | str | None) -> bool:
     """Whether ``ckpt`` is a finetune run / checkpoint (probes) rather than an upstream."""
     from pretrainlab.core.checkpoint import CheckpointError, find_checkpoint, read_meta
-    from pretrainlab.speech.s3prl_format import is_s3prl_file
 
-    if ckpt is None or is_s3prl_file(Path(ckpt)):
+    if ckpt is None or is_s3prl_file(ckpt):
         return False
     try:
         return read_meta(find_checkpoint(Path(ckpt))).get("task") == PROBES_TASK
