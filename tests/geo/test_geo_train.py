@@ -144,6 +144,9 @@ def test_reproduce_smoke(geo_data: Path, tmp_path: Path) -> None:
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     validate(res)
     assert next(r["name"] for r in res["rows"]) == "CE on geocells" and len(res["rows"]) == 5
-    assert len(res["claims"]) == 4 and res["seeds"] == [0, 1, 2]
+    assert len(res["claims"]) == 5 and res["seeds"] == [0, 1, 2]
+    heads = [c for c in res["claims"] if c["headline"]]
+    assert len(heads) == 1 and heads[0]["a"].startswith("PIGEON") and heads[0]["b"] == "CE on geocells"
+    assert heads[0]["metric"] == "geoscore" and heads[0]["n"] == 3 and heads[0]["verdict"] in ("holds", "inconclusive", "contradicted")
     assert all(len(r["metrics"]["acc@25km"]["values"]) == 3 for r in res["rows"])
     assert (tmp_path / "r" / "results.md").exists() and (tmp_path / "r" / "geoscore.png").exists()
