@@ -129,3 +129,27 @@ def test_detection_frames_keep_only_fov_points(lidar_smoke: Path) -> None:
     pts = item["points"][item["mask"]].numpy()
     assert fov_mask(pts, f.calib, f.image_shape).all()
     assert not fov_mask(f.points, f.calib, f.image_shape).all()  # the scan itself reaches beyond the image
+
+
+def test_rotation_classifier_learns_a_pure_rotation() -> None:
+    """On an asymmetric structure (an L of two walls) the branch learns the bin of the rotation between
+    v1 and R(theta) v1 within ~100 steps (loss from ln 10 = 2.30 to well below it)."""
+    from pretrainlab.lidar.essl3d import ESSL3DTask
+
+    torch.manual_seed(0)
+    task = ESSL3DTask(api.load("spatial", "smoke", ["weights.pnce=0"]))
+    opt = torch.optim.AdamW(task.parameters(), lr=3e-3)
+    B, N = 16, 256
+    losses = []
+    for _ in range(100):
+        t = torch.rand(B, N, 1)
+        wall = torch.cat([t * 16 - 8, torch.full_like(t, 3.0)], -1)
+        stub = torch.cat([torch.full_like(t, 4.0), t * 4], -1)
+        xy = torch.where(torch.rand(B, N, 1) < 0.7, wall, stub)
+        out = task({"points": torch.cat([xy, torch.rand(B, N, 1) - 1.5, torch.rand(B, N, 1)], -1),
+                    "mask": torch.ones(B, N, dtype=torch.bool)})
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["ce"].item())
+    assert np.mean(losses[:5]) > 2.0 and np.mean(losses[-10:]) < 1.2
