@@ -137,12 +137,6 @@ class MetaTable:
     def names(self) -> list[str]:
         return list(self.text) + list(self.num)
 
-    def subset(self, idx: np.ndarray) -> MetaTable:
-        out = MetaTable(len(idx))
-        out.text = {k: (c[idx], v) for k, (c, v) in self.text.items()}
-        out.num = {k: a[idx] for k, a in self.num.items()}
-        return out
-
 
 def _float(v: Any) -> float:
     try:
@@ -169,16 +163,6 @@ class ImageRefs:
             return self.dirs[int(self.dir_idx[i])] / self.names[i].decode()  # type: ignore[index]
         return self.shards[int(self.shard_idx[i])], int(self.offset[i]), int(self.size[i])  # type: ignore[index]
 
-    def describe(self, i: int) -> str:
-        src = self.source(i)
-        return str(src) if isinstance(src, Path) else f"{src[0]}:{self.names[i].decode()}"
-
-    def subset(self, idx: np.ndarray) -> ImageRefs:
-        pick = (lambda a: None if a is None else a[idx])
-        return ImageRefs(self.kind, self.names[idx], self.dirs, pick(self.dir_idx), self.shards, pick(self.shard_idx),
-                         pick(self.offset), pick(self.size))
-
-
 @dataclass
 class GeoRecords:
     """One split's index: ``ids (N,)``, ``latlon (N, 2)``, image references per view, metadata."""
@@ -200,12 +184,6 @@ class GeoRecords:
 
     def image(self, i: int, view: int = 0) -> Path | tuple[Path, int, int]:
         return self.views[view].source(i)
-
-    def subset(self, idx: np.ndarray) -> GeoRecords:
-        idx = np.asarray(idx)
-        return GeoRecords(self.source, self.ids[idx], self.latlon[idx], [v.subset(idx) for v in self.views],
-                          self.meta.subset(idx), self.layout, list(self.notes))
-
 
 # ----------------------------------------------------------------------------- image files
 
@@ -654,17 +632,6 @@ def decode_image(src: Path | bytes | tuple[Path, int, int], size: int, name: str
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise DataError(where, f"not a readable image ({type(e).__name__}: {e}); truncated or corrupt?") from None
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-
-
-def load_image(src: Path | bytes, size: int, name: str = "(image)") -> torch.Tensor:
-    """Back-compatible name of :func:`decode_image`."""
-    return decode_image(src, size, name)
-
-
-def record_image(rec: GeoRecords, i: int, size: int, view: int = 0) -> torch.Tensor:
-    """Row ``i``'s image (one view) as ``(3, size, size)`` uint8, decoded now."""
-    refs = rec.views[view]
-    return decode_image(refs.source(i), size, refs.names[i].decode())
 
 
 def read_points(path: str | Path, layout: str = "auto") -> np.ndarray:

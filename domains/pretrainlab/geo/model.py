@@ -68,12 +68,6 @@ class ModelConfig:
                               + (f"; did you mean {near}?" if near else "; or give an open_clip config .json"))
 
 
-def validate_config(cfg: ModelConfig, prefix: str = "model") -> None:
-    from pretrainlab.core.config import validate
-
-    validate(cfg, prefix + ".")
-
-
 def _model_name(cfg: ModelConfig) -> str:
     """The open_clip name; a ``.json`` config (from ``geo convert-clip``) is registered under its stem."""
     spec = cfg.clip_model

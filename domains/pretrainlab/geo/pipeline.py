@@ -84,9 +84,6 @@ class Split:
                 given[i] = r
         return given
 
-    def countries(self) -> list[str]:
-        return self.country_codes
-
 
 @functools.lru_cache(maxsize=8)
 def load_split(root: str, split: str, fmt: str = "auto", layout: str = "auto", views: int = 1) -> Split:
@@ -332,7 +329,7 @@ def evaluate(task: Any, data: GeoData, cfg: GeoConfig, index: Any = None) -> dic
 
     out = predict_split(task, data.test, cfg, index)
     pred = out["pred"]
-    m = geo_metrics(pred, data.test.latlon, pred_country=reverse_country(pred), true_country=data.test.countries())
+    m = geo_metrics(pred, data.test.latlon, pred_country=reverse_country(pred), true_country=data.test.country_codes)
     true_cell = nearest_cell(data.test.latlon, task.centroids.detach().cpu().numpy())
     m["geocell_acc"] = float(100 * (out["top_cell"] == true_cell).mean())
     return m
@@ -350,10 +347,16 @@ def run_recipe(cfg: GeoConfig, data_root: Path, run_dir: Path, init: Path | None
     if clip_init is None and cfg.contrastive.enabled and not skip_pretrain:
         clip_init = contrastive_pretrain(cfg, data, run_dir / "pretrain", resume=resume)
     task = train_geocells(cfg, data, run_dir, clip_init, resume=resume)
+    from pretrainlab.core import distributed as D
+
+    if not D.is_main():  # under torchrun rank 0 alone writes the index and the metrics into the run folder
+        D.barrier()
+        return {}
     index = build_refinement(task, data, cfg, run_dir) if cfg.refine.enabled else None
     metrics = evaluate(task, data, cfg, index)
     atomic_write_json(run_dir / "metrics.json", metrics)
     print("eval: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()), file=sys.stderr)
+    D.barrier()
     return metrics
 
 
