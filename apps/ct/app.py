@@ -234,7 +234,8 @@ def build_demo(ckpt: str | Path | None = None) -> Any:
         if strategy == "deepnet":
             from pretrainlab.ct import api
 
-            embed = api.make_embedder(model.backbone, cfg.model.image_size, 0.1806, 0.1907)
+            f = cfg.finetune
+            embed = api.make_embedder(model.backbone, cfg.model.image_size, f.covid_mean[0], f.covid_std[0])
         kept = reduce_case(slices, strategy, threshold, embed)
         mid = len(slices) // 2
         state = {"name": name, "slices": slices, "kept": kept}

@@ -148,3 +148,13 @@ def test_metrics_never_nan() -> None:
 
     m = metrics(torch.tensor([[0.2, 0.8], [0.4, 0.6]]), torch.tensor([1, 1]))
     assert m["auc"] is None and "undefined" in m["auc_note"] and m["accuracy"] == 1.0
+
+
+def test_linear_probe_is_deterministic_given_the_backbone(ct_smoke: Path) -> None:
+    from pretrainlab.ct import api
+
+    a = api.probe(None, ct_smoke, "organ", "smoke", seed=3)
+    b = api.probe(None, ct_smoke, "organ", "smoke", seed=3)
+    c = api.probe(None, ct_smoke, "organ", "smoke", seed=4)
+    assert a == b and 0.0 <= a["auc"] <= 1.0 and a["n_test"] > 0 and a["task"] == "organ"
+    assert c["auc"] != a["auc"]  # another random backbone

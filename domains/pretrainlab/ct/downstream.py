@@ -281,21 +281,25 @@ def features(backbone: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Te
 
 def probe(backbone: nn.Module, cfg: DownstreamConfig, data_root: Path) -> dict[str, Any]:
     """Linear probe of a frozen backbone on ``cfg.task``: logistic regression (``core.evaluate.linear_probe``,
-    standardised features, L-BFGS) on the train split's features, ROC AUC / accuracy on the test split.
+    standardised features, L-BFGS) on the train + validation splits' features (a probe has no epoch to
+    select), ROC AUC / accuracy on the test split.
     Deterministic given the backbone: the tiny table's view of representation quality (see reproduce.py)."""
     from pretrainlab.core.evaluate import linear_probe
     from pretrainlab.ct.formats import read_task
 
     spec = dataclasses.replace(input_spec(cfg), flip_p=0.0)
     tr = DownstreamDataset(read_task(data_root, cfg.task, "train", cfg.finetune), spec)
+    va = DownstreamDataset(read_task(data_root, cfg.task, "val", cfg.finetune), spec)
     te = DownstreamDataset(read_task(data_root, cfg.task, "test", cfg.finetune), spec)
-    ftr, fte = features(backbone, tr.all_inputs()), features(backbone, te.all_inputs())
-    res = linear_probe(ftr.numpy(), tr.labels.numpy(), fte.numpy(), te.labels.numpy(), return_probs=True)
+    ftr = torch.cat([features(backbone, tr.all_inputs()), features(backbone, va.all_inputs())])
+    ytr = torch.cat([tr.labels, va.labels])
+    fte = features(backbone, te.all_inputs())
+    res = linear_probe(ftr.numpy(), ytr.numpy(), fte.numpy(), te.labels.numpy(), return_probs=True)
     n = len(tr.split.classes)
     probs = np.zeros((len(te), n))
     probs[:, np.asarray(res["classes"], dtype=np.int64)] = res["probs"]  # classes absent from train get 0
     m = metrics(torch.from_numpy(probs), te.labels)
-    m.update({"task": cfg.task, "n_train": len(tr), "n_test": len(te)})
+    m.update({"task": cfg.task, "n_train": len(tr) + len(va), "n_test": len(te)})
     return m
 
 
