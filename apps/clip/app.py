@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from pretrainlab.core.data import DataError
-from pretrainlab.core.demo import MAX_UPLOAD_MB, guarded, resolve_checkpoint, validate_upload
+from pretrainlab.core.demo import MAX_UPLOAD_MB, resolve_checkpoint, run_button, validate_upload
 
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
 DEFAULT_LABELS = "red circle, blue square, green star, yellow triangle, purple ring, orange diamond, cyan cross"
@@ -35,26 +36,31 @@ _STATE: dict[str, Any] = {"task": None, "message": "", "ckpt": None, "gallery": 
 
 # ------------------------------------------------------------------ model
 def _train_smoke() -> Path:
-    from pretrainlab.clip.pipeline import load, pretrain
-    from pretrainlab.core.cli import default_run_dir
+    from pretrainlab.clip import api
+    from pretrainlab.core.domain import default_run_dir
 
     run = default_run_dir("clip", "demo-smoke-rocket")
-    pretrain(load("rocket", "smoke", ["train.progress=false"]), None, run)
+    api.pretrain(api.load("rocket", "smoke", ["train.progress=false"]), None, run)
     return run
 
 
 def get_task(ckpt: str | Path | None = None) -> tuple[Any, str]:
     """The cached Task and the message saying which model it is and how it was trained."""
     if _STATE["task"] is None or (ckpt is not None and str(ckpt) != str(_STATE["ckpt"])):
-        from pretrainlab.clip.pipeline import load_task, training_note
+        from pretrainlab.clip import api
+        from pretrainlab.core.demo import describe_checkpoint
 
         p = Path(ckpt) if ckpt else None
         if p is not None and p.is_file() and p.name != "model.safetensors":
-            task, how = load_task(p), "weights file given with --ckpt"
+            task = api.open_task(p)
+            msg = f"{api.training_note(task)} (weights file given with --ckpt)"
         else:
             folder, how = resolve_checkpoint("clip", ckpt, _train_smoke)
-            task = load_task(folder)
-        _STATE.update(task=task, message=f"{training_note(task)} ({how.split(':')[0]})", ckpt=ckpt, gallery=None)
+            task = api.open_task(folder)
+            prov = getattr(task, "provenance", {}) or {}
+            data = "the generated synthetic set" if prov.get("synthetic", True) else str(prov.get("data"))
+            msg = f"{how.split(':')[0]}: {task.cfg.method.objective} objective, {describe_checkpoint(folder)}, on {data}"
+        _STATE.update(task=task, message=msg, ckpt=ckpt, gallery=None)
     return _STATE["task"], _STATE["message"]
 
 
@@ -79,18 +85,18 @@ def parse_labels(text: str) -> list[str]:
 def read_image(path: str | Path) -> Image.Image:
     """Validated upload -> RGB PIL image (size checked before decoding; odd modes converted). Errors
     name the uploaded file, not Gradio's temporary path."""
-    from pretrainlab.clip.formats import decode_pil
+    from pretrainlab.clip import api
 
     p = validate_upload(path, IMAGE_TYPES, what="image")
-    return decode_pil(p.read_bytes(), p.name)
+    return api.read_image(p, name=p.name)
 
 
 def zero_shot(task: Any, image: Image.Image, labels: list[str], w: float = 1.0) -> dict[str, float]:
     """Probabilities per label for one image (prompt 'a photo of a {}.'), after the model's own
     evaluation preprocessing (resize of the shorter side, center crop)."""
-    from pretrainlab.clip.zeroshot import zero_shot_predict
+    from pretrainlab.clip import api
 
-    probs = zero_shot_predict(task, task.preprocess(image)[None], labels, ("a photo of a {}.",), w)[0]
+    probs = api.zero_shot(task, [image], labels, ("a photo of a {}.",), w)[0]
     return {lab: float(p) for lab, p in zip(labels, probs.tolist())}
 
 
@@ -118,7 +124,7 @@ def bar_chart(probs: dict[str, float], title: str = "") -> np.ndarray:
 def read_zip_gallery(path: str | Path) -> tuple[list[Image.Image], list[str], int]:
     """A .zip of images -> images, names, and how many image members were skipped (unreadable,
     too large, over the count limit)."""
-    from pretrainlab.clip.formats import IMAGE_EXTS, decode_pil
+    from pretrainlab.clip import api
 
     p = validate_upload(path, [".zip"], what="zip of images")
     try:
@@ -127,14 +133,15 @@ def read_zip_gallery(path: str | Path) -> tuple[list[Image.Image], list[str], in
         raise DataError(p.name, f"not a readable zip file ({e})") from None
     imgs, names, skipped = [], [], 0
     with zf:
-        members = [m for m in zf.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_EXTS]
+        members = [m for m in zf.infolist()
+                   if not m.is_dir() and Path(m.filename).suffix.lower() in api.image_extensions()]
         skipped += max(0, len(members) - MAX_ZIP_IMAGES)
         for m in members[:MAX_ZIP_IMAGES]:
             if m.file_size > MAX_ZIP_MEMBER_MB * 2**20:
                 skipped += 1
                 continue
             try:
-                imgs.append(decode_pil(zf.read(m), f"{p.name}:{m.filename}"))
+                imgs.append(api.decode_image(zf.read(m), f"{p.name}:{m.filename}"))
                 names.append(m.filename)
             except (DataError, OSError, zipfile.BadZipFile, RuntimeError, EOFError):
                 skipped += 1
@@ -146,30 +153,20 @@ def read_zip_gallery(path: str | Path) -> tuple[list[Image.Image], list[str], in
 def default_gallery(task: Any) -> tuple[list[Image.Image], list[str]]:
     """The generated retrieval benchmark of the checkpoint's data profile (cached)."""
     if _STATE.get("gallery") is None:
-        from pretrainlab.clip import formats
-        from pretrainlab.clip.pipeline import synthetic_data
+        from pretrainlab.clip import api
 
-        src = formats.read_folder(synthetic_data(task.cfg.data.profile) / "retrieval")
-        images = [formats.decode_pil(src[i].read_bytes(), src[i].name) for i in range(len(src))]
-        _STATE["gallery"] = (images, [src[i].caption for i in range(len(src))])
+        _STATE["gallery"] = api.retrieval_gallery(task.cfg.data.profile)
     return _STATE["gallery"]
 
 
 def search(task: Any, query: str, images: list[Image.Image], names: list[str], k: int = 8) -> list[tuple[np.ndarray, str]]:
     """Top-``k`` gallery images for a text query: ``[(image, "score  name"), ...]``."""
-    import torch
-    import torch.nn.functional as F
-
-    from pretrainlab.clip.zeroshot import embed_image_tensors, embed_texts
+    from pretrainlab.clip import api
 
     q = (query or "").strip()
     if not q:
         raise DataError("query", "type a text query")
-    gi = torch.cat([embed_image_tensors(task, torch.stack([task.preprocess(im) for im in images[i:i + 128]]))["z"]
-                    for i in range(0, len(images), 128)])
-    gi = F.normalize(gi, dim=-1)
-    qt = F.normalize(embed_texts(task, [q])["z"], dim=-1)
-    sims = (gi @ qt.t())[:, 0]
+    sims = (api.image_embeddings(task, images) @ api.text_embeddings(task, [q]).t())[:, 0]
     top = sims.argsort(descending=True)[:k].tolist()
     return [(_thumb(images[i]), f"{float(sims[i]):.3f}  {names[i]}") for i in top]
 
@@ -187,26 +184,25 @@ def _thumb(img: Image.Image, size: int = 160) -> np.ndarray:
 def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
     """The demo page (returns immediately; the model is loaded on the first prediction)."""
 
-    @guarded
     def classify(file: Any, labels_text: str, w: float) -> tuple[str, np.ndarray, np.ndarray]:
         labels = parse_labels(labels_text)
-        img = read_image(file if isinstance(file, (str, Path)) or file is None else file.name)
+        path = file if isinstance(file, (str, Path)) or file is None else file.name
+        img = read_image(path)
         task, msg = get_task(ckpt)
         probs = zero_shot(task, img, labels, float(w) if task.uses_aug_pairs else 1.0)
         best = max(probs, key=probs.get)
         head = f"w = {w:g}" if task.uses_aug_pairs else "linear head"
         warn = is_untrained(task)
         title = "UNTRAINED model: probabilities are meaningless" if warn else ""
-        status = (f"**top: {best}** ({probs[best]:.1%}); {head}" + (" — **untrained model**" if warn else "")
-                  + f"\n\nmodel: {msg}")
+        status = (f"`{Path(path).name}` — **top: {best}** ({probs[best]:.1%}); {head}"
+                  + (" — **untrained model**" if warn else "") + f"\n\nmodel: {msg}")
         return status, _thumb(img, 192), bar_chart(probs, title)
 
-    @guarded
     def find(query: str, zfile: Any, k: float) -> tuple[str, list[tuple[np.ndarray, str]]]:
         task, msg = get_task(ckpt)
         if zfile:
             images, names, skipped = read_zip_gallery(zfile if isinstance(zfile, (str, Path)) else zfile.name)
-            src = f"uploaded zip ({len(names)} images{f', {skipped} skipped' if skipped else ''})"
+            src = f"`{Path(str(zfile)).name}` ({len(names)} images{f', {skipped} skipped' if skipped else ''})"
         else:
             images, names = default_gallery(task)
             src = f"generated retrieval benchmark ({len(names)} images)"
@@ -230,8 +226,7 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                     status = gr.Markdown(elem_id="clip-status")
                     shown = gr.Image(label="input", type="numpy", interactive=False)
                     chart = gr.Image(label="zero-shot probabilities", type="numpy", interactive=False)
-            go.click(lambda: ("", None, None), None, [status, shown, chart], queue=False).then(
-                classify, [up, labels, w], [status, shown, chart])
+            run_button(go, classify, [up, labels, w], [status, shown, chart], api_name="clip_classify")
         with gr.Tab("Search"):
             with gr.Row():
                 with gr.Column():
@@ -243,8 +238,26 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                 with gr.Column():
                     status2 = gr.Markdown(elem_id="clip-search-status")
                     grid = gr.Gallery(label="top matches", columns=4, height="auto")
-            go2.click(lambda: ("", None), None, [status2, grid], queue=False).then(find, [query, zup, k], [status2, grid])
+            run_button(go2, find, [query, zup, k], [status2, grid], api_name="clip_search")
     return demo
+
+
+def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[Any], bool]]]:
+    """What the hub load test (benchmarks/hub_load.py) sends: zero-shot calls on distinct copies of the
+    smoke zero-shot images; each answer must name its own upload."""
+    from gradio_client import handle_file
+
+    from pretrainlab.clip import api
+
+    calls = []
+    src = sorted((api.synthetic_data("smoke") / "zeroshot" / "images").glob("*.jpg"))[:3]
+    for i, s in enumerate(src):
+        f = Path(sample_dir) / f"clip-sample-{i}.jpg"
+        f.write_bytes(s.read_bytes())
+        calls.append(("clip_classify", [handle_file(str(f)), "red circle, blue square, green star", 0.5],
+                      lambda out, name=f.name: isinstance(out, (list, tuple)) and len(out) == 3 and name in str(out[0])
+                      and "top:" in str(out[0])))
+    return calls
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def test_zeroshot_and_eval_with_weights_on_an_imagenet_style_folder(smoke_run: P
 
 
 def test_pretrained_tag_offline_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pretrainlab.clip.pipeline import load
+    from pretrainlab.clip.api import load
     from pretrainlab.clip.task import CLIPRocketTask
     from pretrainlab.core.config import ConfigError
 

@@ -214,7 +214,7 @@ def test_clean_before_augment_is_open_clips_clean() -> None:
 
 # ------------------------------------------------------------------ model pieces (ref models.py)
 def _nano(obj: str = "rocket", *over: str):
-    from pretrainlab.clip.pipeline import load
+    from pretrainlab.clip.api import load
     from pretrainlab.clip.task import CLIPRocketTask
 
     torch.manual_seed(0)
@@ -286,7 +286,7 @@ def test_projector_architectures_follow_the_reference() -> None:
     bt = _nano("barlip", "method.barlip_hidden=40", "method.barlip_dim=24").bt_image
     assert [type(x).__name__ for x in bt] == ["Linear", "BatchNorm1d", "ReLU"] * 2 + ["Linear", "BatchNorm1d"]
     assert bt[0].out_features == 40 and bt[6].out_features == 24 and bt[7].affine
-    from pretrainlab.clip.pipeline import load
+    from pretrainlab.clip.api import load
 
     full = load("barlip", "full")
     assert (full.method.barlip_hidden, full.method.barlip_dim, full.method.byolip_hidden, full.method.byolip_dim) == \
@@ -317,9 +317,10 @@ def test_batchnorm_towers_see_each_view_in_its_own_forward() -> None:
 
 # ------------------------------------------------------------------ recipes and training
 def test_every_recipe_loads_for_every_profile() -> None:
-    from pretrainlab.clip.pipeline import RECIPES, ROWS, load
+    from pretrainlab.clip.api import ROWS, SPEC, load
     from pretrainlab.core.config import PROFILES, recipe_description
 
+    RECIPES = SPEC.recipes
     assert sorted(p.stem for p in RECIPES.glob("*.yaml")) == sorted(ROWS)
     for row in ROWS:
         for prof in PROFILES:
@@ -335,7 +336,7 @@ def test_every_recipe_loads_for_every_profile() -> None:
 def test_rocket_loss_goes_down(smoke_data) -> None:
     from torch.utils.data import default_collate
 
-    from pretrainlab.clip.pipeline import build_dataset, load
+    from pretrainlab.clip.api import build_dataset, load
     from pretrainlab.clip.task import CLIPRocketTask
 
     torch.manual_seed(0)
@@ -356,7 +357,7 @@ def test_rocket_loss_goes_down(smoke_data) -> None:
 
 @pytest.mark.parametrize("row", ["clip", "slip", "barlip", "byolip", "swalip", "rocket"])
 def test_one_step_trainer_smoke_per_recipe(row: str, smoke_data, tmp_path) -> None:
-    from pretrainlab.clip.pipeline import load, pretrain
+    from pretrainlab.clip.api import load, pretrain
 
     cfg = load(row, "smoke", ["train.max_steps=1", "train.progress=false", "train.tensorboard=false"])
     _, res = pretrain(cfg, smoke_data, tmp_path / row)

@@ -34,29 +34,38 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pretrainlab.clip import api
+from pretrainlab.core.data import DataError
+
 TINY_MODELS = ("clip-nano", "test-vit-tiny", "test-vit-small", "test-rn-tiny")
 
 
-def _step_bench(a: argparse.Namespace, model: str, bs: int) -> dict[str, Any]:
+def _step_batch(task: Any, bs: int) -> dict[str, Any]:
     import torch
 
-    from pretrainlab.clip.pipeline import load
-    from pretrainlab.clip.task import CLIPRocketTask
-    from pretrainlab.core.bench import bench_task
-
-    tiny = model in TINY_MODELS
-    cfg = load(a.objective, "tiny" if tiny else "full", [f"model.name={model}"])  # full: the paper's head widths
-    task = CLIPRocketTask(cfg)
     s, n_txt, n_views = task.image_size, task.num_texts, 1 + task.num_aug_views
+    g = torch.Generator().manual_seed(0)
+    return {"image": torch.randint(0, 256, (bs, n_views, 3, s, s), dtype=torch.uint8, generator=g),
+            "text": torch.randint(1, 49000, (bs, n_txt, task.context_length), generator=g)}
 
-    def make_batch() -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(0)
-        return {"image": torch.randint(0, 256, (bs, n_views, 3, s, s), dtype=torch.uint8, generator=g),
-                "text": torch.randint(1, 49000, (bs, n_txt, task.context_length), generator=g)}
 
-    return bench_task(task, make_batch, steps=a.steps, warmup=a.warmup, device=a.device, precision=a.precision,
-                      compile=a.compile, name=f"clip-{a.objective}-{model}",
-                      extra={"model": model, "objective": a.objective, "views_per_sample": n_views})
+def bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size: int | None = None,
+          precision: str = "auto", compile: bool = False, model: str | None = None,
+          objective: str = "rocket") -> list[dict[str, Any]]:
+    """The trainer's own step (``core.bench.bench_task``) of ``objective`` (default the CLIP-rocket recipe:
+    3 views + 3 captions per sample) on ViT-B-32 (CUDA, batch 256) or clip-nano (CPU, batch 48);
+    data loading excluded."""
+    from pretrainlab.core.bench import bench_task
+    from pretrainlab.core.train import select_device
+
+    dev = select_device(device)
+    model = model or ("ViT-B-32" if dev.type == "cuda" else "clip-nano")
+    bs = batch_size or (256 if dev.type == "cuda" else 48)
+    cfg = api.load(objective, "tiny" if model in TINY_MODELS else "full", [f"model.name={model}"])
+    task = api.build_task(cfg)
+    return [bench_task(task, lambda: _step_batch(task, bs), steps=steps, warmup=warmup, device=device,
+                       precision=precision, compile=compile, name=f"clip-{objective}-{model}", train=cfg.train,
+                       extra={"model": model, "objective": objective, "views_per_sample": 1 + task.num_aug_views})]
 
 
 def _run(argv: list[str], timeout: int = 3600, cwd: Path | None = None) -> tuple[int, str, float]:
@@ -115,7 +124,7 @@ def peer_process(model: str, bs: int, steps: int, device: str, precision: str, d
                 "--report-to", "", "--save-frequency", "0", "--name", "peer"]
         if not device.startswith("cuda"):
             argv += ["--device", "cpu"]
-        code = ("import sys; from pretrainlab.clip.models import register_domain_configs; register_domain_configs(); "
+        code = ("import sys; from pretrainlab.clip.api import register_models; register_models(); "
                 "from open_clip_train.main import main; main(sys.argv[1:])")
         rc, text, wall = _run([sys.executable, "-c", code, *argv])
     windows, prev = [], 0
@@ -132,8 +141,6 @@ def _subset_csv(src: Path, n: int, out: Path) -> Path:
     """The first ``n`` pairs of an open_clip CSV, with absolute image paths (both trainers read it)."""
     lines = src.read_text(encoding="utf-8").splitlines()
     if len(lines) - 1 < n:
-        from pretrainlab.core.data import DataError
-
         raise DataError(src, f"holds {len(lines) - 1} pairs; --peer-steps x --batch-size needs {n}")
     rows = [f"{(src.parent / r.split(chr(9))[0]).resolve()}\t{r.split(chr(9), 1)[1]}" for r in lines[1:n + 1]]
     out.write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
@@ -142,11 +149,8 @@ def _subset_csv(src: Path, n: int, out: Path) -> Path:
 
 def peer_pairs(model: str, bs: int, steps: int, device: str, precision: str, pairs: int) -> dict[str, Any]:
     """``pairs`` alternated (ours, open_clip) process pairs -> every ratio, median, range."""
-    from pretrainlab.clip.pipeline import synthetic_data
-    from pretrainlab.core.data import DataError
-
     tmp = tempfile.TemporaryDirectory()
-    data = _subset_csv(synthetic_data("tiny") / "train.csv", bs * steps, Path(tmp.name) / "pairs.csv")
+    data = _subset_csv(api.synthetic_data("tiny") / "train.csv", bs * steps, Path(tmp.name) / "pairs.csv")
     runs = []
     for i in range(pairs):
         load0 = os.getloadavg()[0]
@@ -177,10 +181,8 @@ def _write_pairs(root: Path, n: int, per_shard: int = 1000) -> None:
     import numpy as np
     from PIL import Image
 
-    from pretrainlab.clip.formats import ShardWriter
-
     (root / "images").mkdir(parents=True, exist_ok=True)
-    shards = ShardWriter(root / "shards", "train", per_shard)
+    shards = api.shard_writer(root / "shards", "train", per_shard)
     ramp = np.linspace(0, 255, 64, dtype=np.float32)
     lines = ["filepath\ttitle"]
     for i in range(n):
@@ -212,10 +214,9 @@ def _epoch_rss(source: str, n: int, workers: int, batch: int) -> dict[str, Any]:
     code = f"""
 import json, resource, sys, time, torch
 from pretrainlab.clip.bench import _rss_kb
-from pretrainlab.clip.pipeline import build_dataset, load
-from pretrainlab.clip.task import CLIPRocketTask
+from pretrainlab.clip.api import build_dataset, build_task, load
 cfg = load("rocket", "full", ["model.name=clip-nano", "model.mlp_hidden=32", "data.preload=false"])
-task = CLIPRocketTask(cfg)
+task = build_task(cfg)
 before = _rss_kb()[0]
 t0 = time.time()
 ds = build_dataset(cfg, {source!r}, task, progress=False)
@@ -270,15 +271,18 @@ def run_bench(a: argparse.Namespace) -> dict[str, Any]:
                        ("--pairs", a.pairs, 1), ("--batch-size", a.batch_size if a.batch_size is not None else 1, 1)):
         if v < lo:
             raise ConfigError(f"{key}: {v} is not allowed; expected >= {lo}")
+    if a.memory and (min(a.memory) < 100 or a.memory_workers < 0):
+        raise ConfigError("--memory: sizes must be >= 100 pairs and --memory-workers >= 0")
     if a.memory:
         res_mem = memory_bench(a.memory, a.memory_workers, keep=a.memory_dir)
         report({"memory": res_mem}, a.out)
         return {"memory": res_mem}
-    dev = select_device(a.device)
-    model = a.model or ("ViT-B-32" if dev.type == "cuda" else "clip-nano")
-    bs = a.batch_size or (256 if dev.type == "cuda" else 48)
-    res: dict[str, Any] = {"step": _step_bench(a, model, bs)}
+    res: dict[str, Any] = {"step": bench(a.device, a.steps, a.warmup, a.batch_size, a.precision, a.compile, a.model,
+                                         a.objective)[0]}
     if a.peer:
+        dev = select_device(a.device)
+        model = a.model or ("ViT-B-32" if dev.type == "cuda" else "clip-nano")
+        bs = a.batch_size or (256 if dev.type == "cuda" else 48)
         res["peer"] = p = peer_pairs(model, bs, a.peer_steps, str(dev), a.precision, a.pairs)
         print(f"pretrain / open_clip_train over {a.pairs} alternated process pairs: median {p['ratio_median']:.2f} "
               f"(range {p['ratio_min']:.2f}-{p['ratio_max']:.2f})", file=sys.stderr)

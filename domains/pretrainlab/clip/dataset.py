@@ -52,6 +52,7 @@ class TextMaker:
         self.num_texts = num_texts
         self.t = t
         self._cache: dict[str, torch.Tensor] = {}
+        self._words: dict[str, list[int]] = {}
 
     def texts(self, caption: str, rng: random.Random) -> list[str]:
         t = self.t
@@ -69,11 +70,46 @@ class TextMaker:
         cache = self._cache
         if len(cache) + len(texts) > self.max_cache:
             cache.clear()
+            self._words.clear()
         missing = [s for s in dict.fromkeys(texts) if s not in cache]
         if missing:
-            for s, row in zip(missing, self.tokenizer(missing)):
+            for s, row in zip(missing, self._tokenize(missing)):
                 cache[s] = row
         return torch.stack([cache[s] for s in texts])
+
+    def _tokenize(self, texts: list[str]) -> torch.Tensor:
+        """The open_clip tokenizer's output, computed word by word for ASCII captions.
+
+        open_clip's ``SimpleTokenizer`` cleans (ftfy, HTML unescape, whitespace, lower case), splits with a
+        regex that never crosses whitespace, and BPE-encodes each piece; for ASCII text every step acts
+        within a word, so the ids of a caption are the concatenation of its words' ids (each word encoded
+        once, cached), then SOT / EOT and open_clip's truncation. Anything else (non-ASCII text, other
+        tokenizers, a reduction function) goes through the tokenizer itself."""
+        tok = self.tokenizer
+        fast = (hasattr(tok, "encode") and getattr(tok, "reduction_fn", None) is None
+                and getattr(tok, "context_length", None) and hasattr(tok, "sot_token_id"))
+        if not fast:
+            return self.tokenizer(texts)
+        n_ctx, sot, eot = int(tok.context_length), tok.sot_token_id, tok.eot_token_id
+        out = torch.zeros(len(texts), n_ctx, dtype=torch.long)
+        slow = [i for i, t in enumerate(texts) if not t.isascii()]
+        for i, t in enumerate(texts):
+            if not t.isascii():
+                continue
+            ids = [sot]
+            for w in t.split():
+                enc = self._words.get(w)
+                if enc is None:
+                    enc = self._words[w] = tok.encode(w)
+                ids += enc
+            ids.append(eot)
+            if len(ids) > n_ctx:
+                ids = ids[:n_ctx]
+                ids[-1] = eot
+            out[i, :len(ids)] = torch.tensor(ids)
+        if slow:
+            out[slow] = self.tokenizer([texts[i] for i in slow])
+        return out
 
     def __call__(self, caption: str) -> torch.Tensor:
         rng = random.Random(int(torch.randint(0, 2**62, ()).item()))  # torch's RNG: checkpointed / per worker

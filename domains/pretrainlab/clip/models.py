@@ -37,7 +37,7 @@ DOMAIN_CONFIGS: dict[str, dict[str, Any]] = {
     "RN50-rocket-t6": _rocket_r50(6),  # CC3M runs: --transformer-layers 6
     "clip-nano": {
         "embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8, "mlp_ratio": 2.0},
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 4, "mlp_ratio": 2.0},
         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
     },
 }

@@ -193,8 +193,13 @@ def retrieval_eval(task: Any, source: Any, batch_size: int = 256, num_workers: i
 
 
 def probe_eval(feats: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Linear probe on frozen image features: even-indexed images train, odd ones test."""
-    tr, te = np.arange(0, len(y), 2), np.arange(1, len(y), 2)
+    """Linear probe on frozen image features: within every class, alternate images train / test (a
+    stratified half split, whatever the order of the images)."""
+    rank = np.zeros(len(y), np.int64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rank[idx] = np.arange(len(idx))
+    tr, te = np.flatnonzero(rank % 2 == 0), np.flatnonzero(rank % 2 == 1)
     if len(np.unique(y[tr])) < 2 or len(tr) < 2 * len(np.unique(y)):  # too few samples per class (smoke)
         return {}
     return {"linear_probe": float(linear_probe(feats[tr], y[tr], feats[te], y[te], max_iter=300, seed=seed)["accuracy"])}
