@@ -24,7 +24,9 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DOMAINS = sorted(p.name for p in (ROOT / "domains" / "pretrainlab").iterdir() if (p / "__init__.py").exists())
 TOOLS = {"pytest", "pytest-timeout", "pytest-xdist", "ruff", "hatchling"}  # used as programs, not imported
 # core modules that use an extra's package (lazily, only when that feature is used)
-CORE_EXTRA_USERS = {"gradio": ("demo",), "playwright": ("dev",), "open-clip-torch": ("clip", "geo")}
+CORE_EXTRA_USERS = {"gradio": ("demo",), "playwright": ("dev",), "open-clip-torch": ("clip", "geo"),
+                    # core.reduction: the reference's own dHash (parity path) and the SSIM extension, used by ct
+                    "imagehash": ("ct",), "scikit-image": ("ct",)}
 # packages used without an import of their own name
 INDIRECT = {"tensorboard": "torch.utils.tensorboard (the trainer's optional TensorBoard logging)"}
 
@@ -81,7 +83,10 @@ def _imports(paths: list[Path], with_optional: bool = False) -> dict[str, list[s
                 elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module:
                     mods = [n.module.split(".")[0]]
                 elif isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "importorskip":
-                    continue
+                    # optional for the per-part checks; counted as a use when asked for everything
+                    arg = n.args[0] if n.args else None
+                    if with_optional and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                        mods = [arg.value.split(".")[0]]
                 for m in mods:
                     if m in sys.stdlib_module_names or m in ("pretrainlab", "__future__", "_workers", "conftest"):
                         continue

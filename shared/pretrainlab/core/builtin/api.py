@@ -25,6 +25,22 @@ load = SPEC.load
 synthetic_data = SPEC.synthetic_data
 
 
+def build_task(cfg: Any) -> Any:
+    """A fresh SimCLR pre-training task for ``cfg`` (the bench times its training step)."""
+    from pretrainlab.core.builtin.simclr import SimCLRTask
+
+    return SimCLRTask(cfg)
+
+
+def random_encoder(cfg: Any, seed: int) -> Any:
+    """The encoder at its random initialisation for ``seed`` (the table's "random init" row)."""
+    from pretrainlab.core.builtin.simclr import SmallConvNet
+    from pretrainlab.core.train import seed_everything
+
+    seed_everything(seed)
+    return SmallConvNet(cfg.model.width, cfg.model.feat_dim)
+
+
 def pretrain(cfg: Any, data: Path, run: Path, resume: bool = False) -> Any:
     """SimCLR pre-training on ``data/train``; returns (task, TrainResult)."""
     from pretrainlab.core.builtin.formats import ImageFolder

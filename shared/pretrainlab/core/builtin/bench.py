@@ -12,10 +12,9 @@ def bench(device: str = "auto", steps: int = 20, warmup: int = 3, batch_size: in
     import torch
 
     from pretrainlab.core.bench import bench_task
-    from pretrainlab.core.builtin.simclr import SimCLRTask
 
     cfg = api.load(None, "tiny", [])
     bs = batch_size or 256
     size = cfg.data.image_size
-    return [bench_task(SimCLRTask(cfg), lambda: {"image": torch.rand(bs, 3, size, size)}, steps=steps, warmup=warmup,
+    return [bench_task(api.build_task(cfg), lambda: {"image": torch.rand(bs, 3, size, size)}, steps=steps, warmup=warmup,
                        device=device, precision=precision, compile=compile, name="simclr-smallcnn", train=cfg.train)]

@@ -14,14 +14,10 @@ from pretrainlab.core.results import Claim, Context, Row, Table
 
 
 def run_cell(row: Row, seed: int, ctx: Context) -> dict[str, float]:
-    from pretrainlab.core.builtin.simclr import SmallConvNet
-    from pretrainlab.core.train import seed_everything
-
     cfg = api.load(None, ctx.profile, [f"train.seed={seed}", "train.progress=false"])
     data = ctx.data or api.synthetic_data(cfg.data.profile)
     if row.params == "random":
-        seed_everything(seed)
-        encoder: Any = SmallConvNet(cfg.model.width, cfg.model.feat_dim)
+        encoder: Any = api.random_encoder(cfg, seed)
     else:
         task, _ = api.pretrain(cfg, data, ctx.cell_dir(row, seed))
         encoder = task.encoder.cpu()
