@@ -171,3 +171,19 @@ def test_results_schema_rejects_malformed(bad: dict) -> None:  # type: ignore[ty
     with pytest.raises(ValueError):
         R.validate({**good, **bad})
     assert R.summarize([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(2 ** 0.5), "n": 2, "values": [1.0, 3.0]}
+
+
+def test_help_does_not_import_torch() -> None:
+    """``pretrainlab --help`` and every ``pretrainlab <domain> --help`` stay fast: building the parser
+    (every domain's domain.py and api.py) imports neither torch nor the other heavy stacks."""
+    from pretrainlab.core.cli import domains
+
+    code = ("import sys\nfrom pretrainlab.core import cli\n"
+            "for argv in [['--help']] + [[d, '--help'] for d in sys.argv[1:]]:\n"
+            "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
+            "heavy = [m for m in ('torch', 'torchvision', 'open_clip', 'gradio', 'monai', 'open3d') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code, *domains()], check=False, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout, out.stdout[-500:]

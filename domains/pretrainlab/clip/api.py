@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pretrainlab.core.data import DataError
 from pretrainlab.core.domain import DomainSpec
 
 if TYPE_CHECKING:
@@ -128,6 +127,7 @@ def load_weights_task(weights: str | Path, model_name: str, device: str = "cpu",
     from pretrainlab.clip.task import CLIPRocketTask
     from pretrainlab.clip.transforms import eval_transform
     from pretrainlab.core.checkpoint import CheckpointError
+    from pretrainlab.core.data import DataError
 
     w = str(weights)
     if Path(w).suffix in (".safetensors", ".pt", ".pth", ".bin") and not Path(w).is_file():
@@ -230,6 +230,7 @@ def evaluate_task(task: Any, data: str | Path, cfg: Any = None, probe: bool = Tr
     zero-shot with open_clip's ImageNet class names and templates). Streamed."""
     from pretrainlab.clip import formats
     from pretrainlab.clip.zeroshot import probe_eval, retrieval_eval, zero_shot_eval
+    from pretrainlab.core.data import DataError
 
     cfg = cfg or task.cfg
     e = cfg.eval
@@ -286,6 +287,7 @@ def check_embed_out(out: str | Path, source: str | Path, overwrite: bool = False
 
 def read_image(path: str | Path, name: str | None = None) -> Any:
     """An image file -> RGB PIL image (size checked before decoding; DataError naming ``name`` or the file)."""
+
     from pretrainlab.clip import formats
 
     p = Path(path)
@@ -365,6 +367,7 @@ def eval_verb(ckpt: Path | None, weights: str | None, model: str | None, device:
     """``pretrainlab clip eval``: metrics written to ``out`` (default: beside the checkpoint, or a new
     ``runs/clip/eval-<model>-<time>/`` for ``--weights``); returns (path, metrics)."""
     from pretrainlab.core.checkpoint import find_checkpoint
+    from pretrainlab.core.data import DataError
     from pretrainlab.core.domain import default_run_dir, write_metrics
 
     if out is not None and (out.is_dir() or out.suffix != ".json"):

@@ -172,7 +172,6 @@ def demo_verb(domain: str, extra_args: Callable[[argparse.ArgumentParser], None]
 
     ``extra_args`` adds a domain's own demo options; ``build_kwargs(args)`` turns them into keyword
     arguments of the app's ``build_demo`` (validate them there: errors are one line, nothing starts)."""
-    from pretrainlab.core.data import DataError
 
     def add(p: argparse.ArgumentParser) -> None:
         add_demo_args(p)
@@ -180,6 +179,7 @@ def demo_verb(domain: str, extra_args: Callable[[argparse.ArgumentParser], None]
             extra_args(p)
 
     def run(a: argparse.Namespace) -> int:
+        from pretrainlab.core.data import DataError
         from pretrainlab.core.demo import check_port, launch, load_app_module
 
         if a.ckpt is not None and not a.ckpt.exists():
