@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,29 @@ class Predictor:
             return self.model, self.cfg, self.message
 
 
+def analyse(pred: Predictor, upload: Any, use_phantom: bool, seed: float, strategy: str,
+            threshold: float) -> tuple[Any, ...]:
+    """One click of a run button: (state, slider update, slice, strip, summary naming the volume,
+    classifier probabilities on the middle slice, which classifier)."""
+    import gradio as gr
+
+    name, slices = phantom_case(int(seed or 0)) if use_phantom else load_upload(upload)
+    model, cfg, msg = pred.get()
+    embed = None
+    if strategy == "deepnet":
+        from pretrainlab.ct import api
+
+        f = cfg.finetune
+        embed = api.make_embedder(model.backbone, cfg.model.image_size, f.covid_mean[0], f.covid_std[0])
+    kept = reduce_case(slices, strategy, threshold, embed)
+    mid = len(slices) // 2
+    state = {"name": name, "slices": slices, "kept": kept}
+    return (state, gr.update(minimum=0, maximum=len(slices) - 1, value=mid, step=1),
+            render_slice(slices, mid, kept), strip_image(len(slices), kept, mid),
+            summary_text(name, len(slices), kept, strategy, float(threshold)),
+            predict_slice(model, cfg, slices[mid]), msg)
+
+
 # ------------------------------------------------------------------------------------------ app
 def build_demo(ckpt: str | Path | None = None) -> Any:
     import gradio as gr
@@ -226,23 +250,6 @@ def build_demo(ckpt: str | Path | None = None) -> Any:
     from pretrainlab.core.demo import run_button
 
     pred = Predictor(ckpt)
-
-    def analyse(upload: Any, use_phantom: bool, seed: float, strategy: str, threshold: float) -> tuple[Any, ...]:
-        name, slices = phantom_case(int(seed or 0)) if use_phantom else load_upload(upload)
-        model, cfg, msg = pred.get()
-        embed = None
-        if strategy == "deepnet":
-            from pretrainlab.ct import api
-
-            f = cfg.finetune
-            embed = api.make_embedder(model.backbone, cfg.model.image_size, f.covid_mean[0], f.covid_std[0])
-        kept = reduce_case(slices, strategy, threshold, embed)
-        mid = len(slices) // 2
-        state = {"name": name, "slices": slices, "kept": kept}
-        return (state, gr.update(minimum=0, maximum=len(slices) - 1, value=mid, step=1),
-                render_slice(slices, mid, kept), strip_image(len(slices), kept, mid),
-                summary_text(name, len(slices), kept, strategy, float(threshold)),
-                predict_slice(model, cfg, slices[mid]), msg)
 
     def show(state: dict[str, Any] | None, index: float) -> tuple[Any, ...]:
         if not state:
@@ -279,10 +286,45 @@ def build_demo(ckpt: str | Path | None = None) -> Any:
         status = gr.Markdown(elem_id="ct-status")
         outs = [state, slider, slice_img, strip, summary, label, status]
         strategy.change(lambda s: DEFAULT_THRESHOLD[s], strategy, threshold)
-        run_button(run_btn, lambda u, s, st, t: analyse(u, False, s, st, t), [upload, seed, strategy, threshold], outs)
-        run_button(ph_btn, lambda u, s, st, t: analyse(u, True, s, st, t), [upload, seed, strategy, threshold], outs)
+        run_button(run_btn, lambda u, s, st, t: analyse(pred, u, False, s, st, t), [upload, seed, strategy, threshold],
+                   outs, api_name="ct_analyse")
+        run_button(ph_btn, lambda u, s, st, t: analyse(pred, u, True, s, st, t), [upload, seed, strategy, threshold],
+                   outs, api_name="ct_phantom")
         slider.release(guarded(show), [state, slider], [slice_img, strip, label])
     return demo
+
+
+def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[Any], bool]]]:
+    """What the hub load test (benchmarks/hub_load.py) sends: (endpoint, inputs, check of the result).
+    Inputs are the smoke synthetic volumes (two NIfTI files, a DICOM series zipped) copied into
+    ``sample_dir`` under distinct names, and a phantom of a distinct seed; each check wants a valid
+    answer whose summary names this call's own volume and strategy (``**<name>**: <strategy> ...``)."""
+    from gradio_client import handle_file
+
+    from pretrainlab.ct.api import synthetic_data
+
+    vols = synthetic_data("smoke") / "pretrain"
+
+    def ok(out: Any, name: str, strategy: str) -> bool:
+        if not isinstance(out, (list, tuple)) or len(out) < 6:
+            return False
+        summaries = [o for o in out if isinstance(o, str) and " keeps **" in o]
+        return len(summaries) == 1 and summaries[0].startswith(f"**{name}**: {strategy} (")
+
+    calls: list[tuple[str, list[Any], Callable[[Any], bool]]] = []
+    for src, name, strategy, t in ((vols / "vol_000.nii.gz", "ct-vol0.nii.gz", "hash", 6.0),
+                                   (vols / "vol_002.nii.gz", "ct-vol2.nii.gz", "every_n", 4.0)):
+        dst = Path(sample_dir) / name
+        dst.write_bytes(src.read_bytes())
+        calls.append(("ct_analyse", [handle_file(str(dst)), 0, strategy, t],
+                      lambda out, n=name, st=strategy: ok(out, n, st)))
+    z = Path(sample_dir) / "ct-series1.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in sorted((vols / "vol_001").glob("*.dcm")):
+            zf.write(f, f"series/{f.name}")
+    calls.append(("ct_analyse", [handle_file(str(z)), 0, "hash", 6.0], lambda out: ok(out, z.name, "hash")))
+    calls.append(("ct_phantom", [None, 3, "every_n", 8.0], lambda out: ok(out, "phantom #3", "every_n")))
+    return calls
 
 
 if __name__ == "__main__":

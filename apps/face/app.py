@@ -9,6 +9,7 @@ the page says so).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def verify_pair(img1: str | None, img2: str | None, ckpt: str | Path | None = No
     task, cfg, folder, msg = get_model(ckpt)
     r = compare_faces(task, cfg, folder, p1, p2)
     verdict = "SAME PERSON" if r["same_person"] else "DIFFERENT PEOPLE"
-    md = (f"### {verdict}\n\ncosine similarity **{r['similarity']:.3f}** (threshold {r['threshold']:.3f}: "
+    md = (f"### {verdict}\n\nfaces: `{p1.name}` and `{p2.name}`; cosine similarity **{r['similarity']:.3f}** (threshold {r['threshold']:.3f}: "
           f"{r['threshold_source']})\n\nquality weight {_a_caption(r['quality_a'][0])} / {_a_caption(r['quality_a'][1])} "
           f"(a = 0.5 + score - threshold; high a routes to the high-quality adapter)\n\n{msg}")
     if r["notes"]:
@@ -98,7 +99,7 @@ def identify_probe(gallery: str | None, use_generated: bool, probe: str | None,
     g = read_gallery(task, cfg, gpath)
     r = identify(task, cfg, g, p, k=5)
     md = (f"### top-{len(r['top'])} of {len(g.folder.classes)} identities ({len(g.folder.paths)} images)\n\n"
-          f"probe quality weight {_a_caption(r['quality_a'])}\n\n"
+          f"probe `{p.name}`, quality weight {_a_caption(r['quality_a'])}\n\n"
           + "\n".join(f"{i + 1}. {t['identity']} ({t['similarity']:.3f})" for i, t in enumerate(r["top"]))
           + f"\n\n{msg}")
     return md, [(t["image"], f"{i + 1}. {t['identity']} ({t['similarity']:.2f})") for i, t in enumerate(r["top"])]
@@ -128,6 +129,41 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
             run_button(ibtn, lambda g, u, p: identify_probe(g, u, p, ckpt), [gz, use_gen, pf], [iout, igal],
                        api_name="face_identify")
     return demo
+
+
+def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[Any], bool]]]:
+    """What the hub load test (benchmarks/hub_load.py) sends: (endpoint, inputs, check of the result).
+    Inputs are smoke synthetic faces copied into ``sample_dir`` under distinct names; each check wants a
+    valid answer that names this call's own files (the status text echoes the uploaded names)."""
+    from gradio_client import handle_file
+
+    from pretrainlab.face.api import synthetic_data
+
+    people = synthetic_data("smoke") / "verify"
+
+    def face(person: str, k: int, name: str) -> Path:
+        src = people / person / f"{person}_{k:04d}.png"
+        dst = Path(sample_dir) / name
+        dst.write_bytes(src.read_bytes())
+        return dst
+
+    def verify_ok(out: Any, a: str, b: str) -> bool:
+        return (isinstance(out, (list, tuple)) and len(out) == 2 and "cosine similarity" in str(out[0])
+                and f"`{a}` and `{b}`" in str(out[0]) and isinstance(out[1], list) and len(out[1]) == 2)
+
+    def identify_ok(out: Any, probe: str) -> bool:
+        return (isinstance(out, (list, tuple)) and len(out) == 2 and "### top-5 of " in str(out[0])
+                and f"probe `{probe}`" in str(out[0]) and isinstance(out[1], list) and len(out[1]) == 5)
+
+    calls: list[tuple[str, list[Any], Callable[[Any], bool]]] = []
+    for i, (pa, pb) in enumerate([("Person_0001", "Person_0001"), ("Person_0002", "Person_0003")]):
+        a, b = face(pa, 1, f"face-verify{i}-a.png"), face(pb, 2, f"face-verify{i}-b.png")
+        calls.append(("face_verify", [handle_file(str(a)), handle_file(str(b))],
+                      lambda out, a=a.name, b=b.name: verify_ok(out, a, b)))
+    for i, person in enumerate(("Person_0002", "Person_0004")):
+        p = face(person, 3, f"face-probe{i}.png")  # against the generated gallery (no zip upload)
+        calls.append(("face_identify", [None, True, handle_file(str(p))], lambda out, p=p.name: identify_ok(out, p)))
+    return calls
 
 
 if __name__ == "__main__":

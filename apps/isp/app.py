@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,31 @@ def build_demo(ckpt: str | Path | None = None, weights: str | Path | None = None
         crop = gr.Image(label="zoomed centre crop (conventional | learned)", type="numpy")
         download = gr.File(label="download the learned render (PNG)")
         outs = [conv, learned, crop, info, download]
-        run_button(b_upload, lambda f: predict_upload(f, ckpt, weights, arch), upload, outs)
-        run_button(b_sample, lambda n: predict_sample(n, ckpt, weights, arch), sample, outs)
+        run_button(b_upload, lambda f: predict_upload(f, ckpt, weights, arch), upload, outs, api_name="isp_render")
+        run_button(b_sample, lambda n: predict_sample(n, ckpt, weights, arch), sample, outs,
+                   api_name="isp_render_sample")
     return demo
+
+
+def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[Any], bool]]]:
+    """What the hub load test (benchmarks/hub_load.py) sends: (endpoint, inputs, check of the result).
+    Inputs are the smoke synthetic RAW frames (.dng, .png mosaic, .npy) copied into ``sample_dir`` under
+    distinct names, and one generated sample by name; each check wants a valid answer whose result line
+    starts with this call's own file name (``<name>: WxH RGB ...``) and whose PNG is named after it."""
+    from gradio_client import handle_file
+
+    def ok(out: Any, name: str) -> bool:
+        return (isinstance(out, (list, tuple)) and len(out) == 5 and str(out[3]).startswith(f"{name}: ")
+                and " mosaic. Conventional ISP " in str(out[3])
+                and Path(str(out[4])).name == f"{Path(name).stem}_learned.png")
+
+    calls: list[tuple[str, list[Any], Callable[[Any], bool]]] = []
+    for src in ("0.dng", "0.png", "0.npy"):
+        dst = Path(sample_dir) / f"isp-upload{src.replace('.', '-')}{Path(src).suffix}"  # isp-upload0-dng.dng
+        dst.write_bytes(sample_path(src).read_bytes())
+        calls.append(("isp_render", [handle_file(str(dst))], lambda out, n=dst.name: ok(out, n)))
+    calls.append(("isp_render_sample", ["1.dng"], lambda out: ok(out, "1.dng")))
+    return calls
 
 
 if __name__ == "__main__":

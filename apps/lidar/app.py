@@ -11,6 +11,7 @@ is fine-tuned first (seconds) and the page says so.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,8 +221,35 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
             bev = gr.Image(label="bird's-eye view", type="pil", elem_id="lidar-bev")
             view3d = gr.Plot(label="3D view")
         table = gr.Dataframe(headers=["class", "score", "x", "y", "z", "l", "w", "h", "yaw"], label="detections", elem_id="lidar-table")
-        run_button(btn, lambda f, s, v: predict(f, s, ckpt, v), [inp, sample, fov], [table, bev, view3d, status])
+        run_button(btn, lambda f, s, v: predict(f, s, ckpt, v), [inp, sample, fov], [table, bev, view3d, status],
+                   api_name="lidar_detect")
     return demo
+
+
+def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[Any], bool]]]:
+    """What the hub load test (benchmarks/hub_load.py) sends: (endpoint, inputs, check of the result).
+    Inputs are smoke synthetic scans copied into ``sample_dir`` under distinct names (a KITTI ``.bin`` and
+    one saved as ``.npy``) and a simulated scan picked by index; each check wants a valid answer whose
+    status names this call's own scan (``**<name>**: N points, ...``)."""
+    from gradio_client import handle_file
+
+    from pretrainlab.lidar import api
+    from pretrainlab.lidar.formats import read_velodyne_bin
+
+    velo = api.synthetic_data("smoke") / "training" / "velodyne"
+
+    def ok(out: Any, name: str) -> bool:
+        return (isinstance(out, (list, tuple)) and len(out) == 4 and str(out[3]).startswith(f"**{name}**: ")
+                and " detections (score >= " in str(out[3]))
+
+    a = Path(sample_dir) / "lidar-scan0.bin"
+    a.write_bytes((velo / "000000.bin").read_bytes())
+    b = Path(sample_dir) / "lidar-scan1.npy"
+    np.save(b, read_velodyne_bin(velo / "000001.bin"))
+    sim = f"simulated scan {sample_frames()[1].path.stem}"
+    return [("lidar_detect", [handle_file(str(a)), 0, True], lambda out: ok(out, a.name)),
+            ("lidar_detect", [handle_file(str(b)), 0, True], lambda out: ok(out, b.name)),
+            ("lidar_detect", [None, 1, True], lambda out: ok(out, sim))]
 
 
 if __name__ == "__main__":

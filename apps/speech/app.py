@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -250,8 +251,28 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
         def _run(path: str | None, s: float) -> tuple[Any, ...]:
             return analyse(path, ckpt, int(s or 0))
 
-        run_button(run, _run, [audio, seed], [panels, post, kw, status])
+        run_button(run, _run, [audio, seed], [panels, post, kw, status], api_name="speech_analyse")
     return demo
+
+
+def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[Any], bool]]]:
+    """What the hub load test (benchmarks/hub_load.py) sends: (endpoint, inputs, check of the result).
+    Inputs are smoke synthetic keyword clips copied into ``sample_dir`` under distinct names; each check
+    wants a valid answer whose status names this call's own file (``<name>: 1.00 s, N frames ...``)."""
+    from gradio_client import handle_file
+
+    clips = api.synthetic_data("smoke") / "speech_commands"
+
+    def ok(out: Any, name: str) -> bool:
+        return (isinstance(out, (list, tuple)) and len(out) == 4 and f"\n\n{name}: " in str(out[3])
+                and " frames (" in str(out[3]) and "L1 on the altered positions" in str(out[3]))
+
+    calls: list[tuple[str, list[Any], Callable[[Any], bool]]] = []
+    for i, word in enumerate(("yes", "no", "stop")):
+        dst = Path(sample_dir) / f"speech-{word}{i}.wav"
+        dst.write_bytes(next(iter(sorted((clips / word).glob("*.wav")))).read_bytes())
+        calls.append(("speech_analyse", [handle_file(str(dst)), i], lambda out, n=dst.name: ok(out, n)))
+    return calls
 
 
 if __name__ == "__main__":

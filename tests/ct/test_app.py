@@ -114,6 +114,38 @@ def test_predict_slice_uses_the_checkpoint_class_names(app) -> None:
     assert list(app.predict_slice(Classifier(organ.model, 3), organ, np.zeros((28, 28), np.uint8))) == ["a", "b", "c"]
 
 
+@pytest.fixture(scope="module")
+def covid_classifier(ct_smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smoke COVID-CT classifier (Hash-6 pre-training + fine-tuning), as the demo trains it."""
+    from pretrainlab.ct import api
+
+    root = tmp_path_factory.mktemp("ct-demo-classifier")
+    api.pretrain(api.load("hash6", "smoke", ["train.progress=false"]), ct_smoke, root / "pt")
+    api.finetune(api.load("finetune", "smoke", ["task=covid", "train.progress=false"]), ct_smoke, root / "ft",
+                 init=root / "pt")
+    return root / "ft"
+
+
+def test_load_test_calls_check_their_own_answers(app, covid_classifier: Path, tmp_path: Path) -> None:
+    """The hub load test's calls: run each through the pure function the endpoint serves; its check
+    accepts its own answer and rejects every other call's answer (the summary names the volume)."""
+    calls = app.load_test_calls(tmp_path)
+    assert {c[0] for c in calls} == {"ct_analyse", "ct_phantom"} and len(calls) >= 3
+    pred = app.Predictor(covid_classifier)
+    fns = {"ct_analyse": lambda u, s, st, t: app.analyse(pred, u, False, s, st, t),
+           "ct_phantom": lambda u, s, st, t: app.analyse(pred, u, True, s, st, t)}
+    outs = []
+    for name, inputs, _check in calls:
+        args = [x["path"] if isinstance(x, dict) else x for x in inputs]  # gradio_client.handle_file -> path
+        assert all(Path(x["path"]).parent == tmp_path for x in inputs if isinstance(x, dict))
+        outs.append(fns[name](*args))
+    for i, (_name, _inputs, check) in enumerate(calls):
+        assert check(outs[i])
+        assert not any(check(o) for j, o in enumerate(outs) if j != i)
+        assert not check(("error: something went wrong", []))
+        assert not check(tuple("error: something went wrong" for _ in outs[i]))
+
+
 @pytest.mark.e2e
 def test_e2e_upload_reduce_and_bad_upload(app, gradio_page, nifti: Path, tmp_path: Path) -> None:
     page, _ = gradio_page(app.build_demo())

@@ -38,6 +38,24 @@ def test_identify_probe_pure(app, smoke_data: Path, petal_ckpt: Path, tmp_path: 
     assert "top-5 of 10 identities" in md2 and len(grid2) == 5
 
 
+def test_load_test_calls_check_their_own_answers(app, petal_ckpt: Path, tmp_path: Path) -> None:
+    """The hub load test's calls: run each through the pure function the endpoint serves; its check
+    accepts its own answer and rejects every other call's answer (distinct names echoed in the text)."""
+    calls = app.load_test_calls(tmp_path)
+    assert {c[0] for c in calls} == {"face_verify", "face_identify"} and len(calls) >= 3
+    fns = {"face_verify": lambda a, b: app.verify_pair(a, b, ckpt=petal_ckpt),
+           "face_identify": lambda g, u, p: app.identify_probe(g, u, p, ckpt=petal_ckpt)}
+    outs = []
+    for name, inputs, _check in calls:
+        args = [x["path"] if isinstance(x, dict) else x for x in inputs]  # gradio_client.handle_file -> path
+        assert all(Path(a).parent == tmp_path for a in args if isinstance(a, str))
+        outs.append(fns[name](*args))
+    for i, (_name, _inputs, check) in enumerate(calls):
+        assert check(outs[i])
+        assert not any(check(o) for j, o in enumerate(outs) if j != i)
+        assert not check(("error: something went wrong", []))
+
+
 def test_bad_uploads_pure(app, tmp_path: Path, petal_ckpt: Path) -> None:
     txt = tmp_path / "notes.txt"
     txt.write_text("hello")

@@ -58,6 +58,25 @@ def test_predict_upload_rejects_bad_files(app, smoke_run: Path, tmp_path: Path) 
         app.predict_upload(None, smoke_run)
 
 
+def test_load_test_calls_check_their_own_answers(app, smoke_run: Path, tmp_path: Path) -> None:
+    """The hub load test's calls: run each through the pure function the endpoint serves; its check
+    accepts its own answer and rejects every other call's answer (the result line names the file)."""
+    calls = app.load_test_calls(tmp_path)
+    assert {c[0] for c in calls} == {"isp_render", "isp_render_sample"} and len(calls) >= 3
+    fns = {"isp_render": lambda f: app.predict_upload(f, smoke_run),
+           "isp_render_sample": lambda n: app.predict_sample(n, smoke_run)}
+    outs = []
+    for name, inputs, _check in calls:
+        args = [x["path"] if isinstance(x, dict) else x for x in inputs]  # gradio_client.handle_file -> path
+        assert all(Path(x["path"]).parent == tmp_path for x in inputs if isinstance(x, dict))
+        outs.append(fns[name](*args))
+    for i, (_name, _inputs, check) in enumerate(calls):
+        assert check(outs[i])
+        assert not any(check(o) for j, o in enumerate(outs) if j != i)
+        assert not check(("error: something went wrong", []))
+        assert not check(tuple("error: something went wrong" for _ in outs[i]))
+
+
 def test_build_demo_is_fast_and_lazy(app) -> None:
     import time
 

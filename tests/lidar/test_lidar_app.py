@@ -57,6 +57,24 @@ def test_bad_uploads(app, lidar_detector_ckpt: Path, tmp_path: Path) -> None:
         app.predict(str(tmp_path / "far.npy"), 0, lidar_detector_ckpt)
 
 
+def test_load_test_calls_check_their_own_answers(app, lidar_detector_ckpt: Path, tmp_path: Path) -> None:
+    """The hub load test's calls: run each through the pure function the endpoint serves; its check
+    accepts its own answer and rejects every other call's answer (the status names the scan)."""
+    calls = app.load_test_calls(tmp_path)
+    assert {c[0] for c in calls} == {"lidar_detect"} and len(calls) >= 3
+    fns = {"lidar_detect": lambda f, s, v: app.predict(f, s, lidar_detector_ckpt, v)}
+    outs = []
+    for name, inputs, _check in calls:
+        args = [x["path"] if isinstance(x, dict) else x for x in inputs]  # gradio_client.handle_file -> path
+        assert all(Path(x["path"]).parent == tmp_path for x in inputs if isinstance(x, dict))
+        outs.append(fns[name](*args))
+    for i, (_name, _inputs, check) in enumerate(calls):
+        assert check(outs[i])
+        assert not any(check(o) for j, o in enumerate(outs) if j != i)
+        assert not check(("error: something went wrong", []))
+        assert not check(tuple("error: something went wrong" for _ in outs[i]))
+
+
 def test_build_demo_is_fast_and_lazy(app) -> None:
     demo = app.build_demo()
     assert demo is not None

@@ -44,6 +44,24 @@ def test_s3prl_checkpoint_is_labelled_imported(app, smoke_data: Path, sample: Pa
     assert panels.ndim == 3 and "imported" in status
 
 
+def test_load_test_calls_check_their_own_answers(app, probe_run: Path, tmp_path: Path) -> None:
+    """The hub load test's calls: run each through the pure function the endpoint serves; its check
+    accepts its own answer and rejects every other call's answer (the status names the file)."""
+    calls = app.load_test_calls(tmp_path)
+    assert {c[0] for c in calls} == {"speech_analyse"} and len(calls) >= 2
+    fns = {"speech_analyse": lambda p, s: app.analyse(p, probe_run, int(s))}
+    outs = []
+    for name, inputs, _check in calls:
+        args = [x["path"] if isinstance(x, dict) else x for x in inputs]  # gradio_client.handle_file -> path
+        assert all(Path(x["path"]).parent == tmp_path for x in inputs if isinstance(x, dict))
+        outs.append(fns[name](*args))
+    for i, (_name, _inputs, check) in enumerate(calls):
+        assert check(outs[i])
+        assert not any(check(o) for j, o in enumerate(outs) if j != i)
+        assert not check(("error: something went wrong", []))
+        assert not check(tuple("error: something went wrong" for _ in outs[i]))
+
+
 def test_analyse_bad_inputs(app, probe_run: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
