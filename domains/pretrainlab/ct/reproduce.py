@@ -20,6 +20,11 @@ effect; the COVID-CT phantom lesions (2-3 px at 32 px) are erased by SwAV's crop
 so pre-training does not help that task's probe either. The organ task's linear probe is where
 pre-training measurably helps (the first claim), so the headline is measured there; the budget went
 to the three main rows (6 seeds, ALL at 16 epochs = 528 steps) and the extensions run 3 seeds.
+
+The headline is the paper's own claim (reduction IMPROVES the downstream AUC). It was first declared
+as non-inferiority with a 0.01 margin ("matches or beats"); an exploratory run of this design put the
+effect at the margin itself (-0.011, interval [-0.018, -0.004]), where no affordable precision can
+decide, so the paper's superiority claim became the headline and non-inferiority a secondary claim.
 """
 
 from __future__ import annotations
@@ -126,17 +131,16 @@ def _speed(results: dict[str, Any]) -> tuple[str, str]:
 CLAIMS = [
     Claim("Contrastive pre-training on ALL slices improves the organ task over no pre-training (linear probe AUC)",
           a="ALL", b="no pre-training", metric=HEADLINE_METRIC),
-    Claim(f"Hash-6 matches or beats ALL at a fraction of the pre-training cost (organ task, linear probe AUC; "
-          f"non-inferiority margin {NON_INFERIORITY})", a="Hash-6", b="ALL", metric=HEADLINE_METRIC,
-          margin=-NON_INFERIORITY, headline=True),
-    Claim("Hash-6 improves the organ task over ALL (the paper's gain; equal epochs)", a="Hash-6", b="ALL",
-          metric=HEADLINE_METRIC),
+    Claim("Hash-6 improves the downstream AUC over ALL at a fraction of the pre-training cost (the paper's claim; "
+          "organ task, linear probe, equal epochs)", a="Hash-6", b="ALL", metric=HEADLINE_METRIC, headline=True),
+    Claim(f"Hash-6 at least matches ALL (organ task, linear probe; non-inferiority margin {NON_INFERIORITY} AUC)",
+          a="Hash-6", b="ALL", metric=HEADLINE_METRIC, margin=-NON_INFERIORITY),
     Claim("At equal pre-training steps, the Hash-6 set gives a better representation than ALL (organ task)",
           a="Hash-6", b="ALL (Hash-6's steps)", metric=HEADLINE_METRIC),
-    Claim("Hash-6 matches ALL on the COVID-CT task (linear probe AUC; margin 0.01)", a="Hash-6", b="ALL",
-          metric="probe_auc_covid", margin=-NON_INFERIORITY),
-    Claim("Hash-6 matches ALL after fine-tuning (the reference's protocol; mean AUC of both tasks; margin 0.01)",
-          a="Hash-6", b="ALL", metric="auc_mean", margin=-NON_INFERIORITY),
+    Claim(f"Hash-6 at least matches ALL on the COVID-CT task (linear probe; margin {NON_INFERIORITY})", a="Hash-6",
+          b="ALL", metric="probe_auc_covid", margin=-NON_INFERIORITY),
+    Claim(f"Hash-6 at least matches ALL after fine-tuning (the reference's protocol; mean AUC of both tasks; margin "
+          f"{NON_INFERIORITY})", a="Hash-6", b="ALL", metric="auc_mean", margin=-NON_INFERIORITY),
     Claim("Pre-training on the Hash-6 set is faster than on ALL", kind="other", decide=_speed),
     *[Claim(f"{name} improves the organ task over ALL (one of four extensions; Holm-corrected together)", a=name,
             b="ALL", metric=HEADLINE_METRIC, family="extensions") for name in ("EveryN", "SSIM", "MI", "DeepNet")],
