@@ -234,7 +234,6 @@ def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[An
     from gradio_client import handle_file
 
     from pretrainlab.lidar import api
-    from pretrainlab.lidar.formats import read_velodyne_bin
 
     velo = api.synthetic_data("smoke") / "training" / "velodyne"
 
@@ -245,7 +244,7 @@ def load_test_calls(sample_dir: Path) -> list[tuple[str, list[Any], Callable[[An
     a = Path(sample_dir) / "lidar-scan0.bin"
     a.write_bytes((velo / "000000.bin").read_bytes())
     b = Path(sample_dir) / "lidar-scan1.npy"
-    np.save(b, read_velodyne_bin(velo / "000001.bin"))
+    np.save(b, api.scan_frame(velo / "000001.bin", fov=False).points)
     sim = f"simulated scan {sample_frames()[1].path.stem}"
     return [("lidar_detect", [handle_file(str(a)), 0, True], lambda out: ok(out, a.name)),
             ("lidar_detect", [handle_file(str(b)), 0, True], lambda out: ok(out, b.name)),

@@ -113,56 +113,26 @@ def test_swalip_matches_reference_sinkhorn_and_swap() -> None:
         swalip_loss(hi[:1], ht[:1], 10.0)
 
 
-def _gather_worker(rank: int, world: int, init: str, q) -> None:
-    import torch.distributed as dist
-
-    from pretrainlab.clip.barlip import barlip_pair_loss
-    from pretrainlab.clip.rocket import rocket_loss as rl
-
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    g = torch.Generator().manual_seed(10 + rank)
-    zi, zt = torch.randn(4, 8, generator=g, requires_grad=True), torch.randn(4, 8, generator=g, requires_grad=True)
-    loss = rl(zi, zt, [], [], 5.0)["loss"]
-    loss.backward()
-    # ref losses.CLIPLoss with utils.all_gather_batch: gathered rows carry no gradient
-    zi2, zt2 = zi.detach().clone().requires_grad_(), zt.detach().clone().requires_grad_()
-    a, b = F.normalize(zi2), F.normalize(zt2)
-    outs = [[torch.empty_like(a) for _ in range(world)] for _ in range(2)]
-    dist.all_gather(outs[0], a.detach())
-    dist.all_gather(outs[1], b.detach())
-    a_all, b_all = torch.cat(outs[0]), torch.cat(outs[1])
-    labels = torch.arange(4) + 4 * rank
-    ref = (F.cross_entropy(5.0 * a @ b_all.t(), labels) + F.cross_entropy(5.0 * b @ a_all.t(), labels)) / 2
-    ref.backward()
-    # BarLIP: corr all-reduced and averaged (value), this rank's gradient
-    v1, v2 = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
-    bt = barlip_pair_loss(v1, v2)
-    corr = torch.einsum("bi,bj->ij", v1, v2) / 4
-    dist.all_reduce(corr)
-    corr /= world
-    diag = torch.eye(6)
-    cdif = (corr - diag).pow(2)
-    cdif[~diag.bool()] *= 5e-3
-    q.put((rank, float(loss), float(ref), float((zi.grad - zi2.grad).abs().max()), float(bt), float(0.025 * cdif.sum())))
-    dist.destroy_process_group()
-
-
+@pytest.mark.ddp
 def test_all_gather_as_the_reference_does_it(tmp_path) -> None:
-    """2 gloo processes: rocket_loss gathers the other rank's rows without gradient (ref
+    """2 gloo processes under torchrun: rocket_loss gathers the other rank's rows without gradient (ref
     utils.all_gather_batch); BarLIP averages the correlation over ranks."""
-    import multiprocessing as mp
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    init = f"file://{tmp_path / 'pg'}"
-    procs = [ctx.Process(target=_gather_worker, args=(r, 2, init, q)) for r in range(2)]
-    for p in procs:
-        p.start()
-    res = [q.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-    for _, loss, ref, grad_diff, bt, bt_ref in res:
-        assert abs(loss - ref) < 1e-5 and grad_diff < 1e-6 and abs(bt - bt_ref) < 1e-6
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    worker = Path(__file__).with_name("_gather_worker.py")
+    p = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(worker), str(tmp_path)], check=False,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for r in (0, 1):
+        res = json.loads((tmp_path / f"rank{r}.json").read_text())
+        assert abs(res["loss"] - res["ref"]) < 1e-5 and res["grad_diff"] < 1e-6
+        assert abs(res["bt"] - res["bt_ref"]) < 1e-6
 
 
 # ------------------------------------------------------------------ text augmentation (ref tokenizer.py + textaugment EDA)

@@ -8,7 +8,7 @@
   on CC3M). open_clip builds the vision tower through its timm adapter (``TimmModel``: ``trunk`` +
   ``head``), so the features before the linear projector are ``visual.trunk(x)`` as in the reference.
 * ``clip-nano``: an even smaller sibling of the core's ``test-vit-tiny`` that lets the tiny profile
-  train many models in minutes on a 2-core CPU: ViT 2 x 32 wide on 32 px images (patch 8), text
+  train many models in minutes on a 2-core CPU: ViT 2 x 32 wide on 32 px images (patch 4), text
   transformer 2 x 32 wide with a 16-token context, a 32-d joint space.
 
 All are registered with open_clip (``open_clip.add_model_config``, through
