@@ -208,9 +208,13 @@ def check_port(port: int, host: str = "127.0.0.1") -> None:
 
 
 def launch(demo: Any, port: int = 7860, block: bool = True) -> Any:
-    """Serve on 127.0.0.1 with analytics off and the upload limit set."""
+    """Serve on 127.0.0.1 with analytics off and the upload limit set. Files the demos show may live in
+    the synthetic-data cache (``$PRETRAINLAB_CACHE``, by default ~/.cache/pretrainlab: e.g. the face
+    gallery) or the runs folder, which Gradio serves only when they are allowed paths."""
+    from pretrainlab.core.data import cache_root
+
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     check_port(port)
     return demo.queue(default_concurrency_limit=2).launch(
         server_name="127.0.0.1", server_port=port, max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=True,
-        prevent_thread_lock=not block, quiet=True)
+        prevent_thread_lock=not block, quiet=True, allowed_paths=[str(cache_root()), str(runs_root())])
