@@ -11,7 +11,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
-from pretrainlab.core.testing import upload
+from pretrainlab.core.testing import check_load_test_calls, upload
 
 
 @pytest.fixture(scope="module")
@@ -134,16 +134,7 @@ def test_load_test_calls_check_their_own_answers(app, covid_classifier: Path, tm
     pred = app.Predictor(covid_classifier)
     fns = {"ct_analyse": lambda u, s, st, t: app.analyse(pred, u, False, s, st, t),
            "ct_phantom": lambda u, s, st, t: app.analyse(pred, u, True, s, st, t)}
-    outs = []
-    for name, inputs, _check in calls:
-        args = [x["path"] if isinstance(x, dict) else x for x in inputs]  # gradio_client.handle_file -> path
-        assert all(Path(x["path"]).parent == tmp_path for x in inputs if isinstance(x, dict))
-        outs.append(fns[name](*args))
-    for i, (_name, _inputs, check) in enumerate(calls):
-        assert check(outs[i])
-        assert not any(check(o) for j, o in enumerate(outs) if j != i)
-        assert not check(("error: something went wrong", []))
-        assert not check(tuple("error: something went wrong" for _ in outs[i]))
+    check_load_test_calls(calls, fns, tmp_path)
 
 
 @pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
-from pretrainlab.core.testing import upload
+from pretrainlab.core.testing import check_load_test_calls, upload
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +45,7 @@ def test_load_test_calls_check_their_own_answers(app, petal_ckpt: Path, tmp_path
     assert {c[0] for c in calls} == {"face_verify", "face_identify"} and len(calls) >= 3
     fns = {"face_verify": lambda a, b: app.verify_pair(a, b, ckpt=petal_ckpt),
            "face_identify": lambda g, u, p: app.identify_probe(g, u, p, ckpt=petal_ckpt)}
-    outs = []
-    for name, inputs, _check in calls:
-        args = [x["path"] if isinstance(x, dict) else x for x in inputs]  # gradio_client.handle_file -> path
-        assert all(Path(a).parent == tmp_path for a in args if isinstance(a, str))
-        outs.append(fns[name](*args))
-    for i, (_name, _inputs, check) in enumerate(calls):
-        assert check(outs[i])
-        assert not any(check(o) for j, o in enumerate(outs) if j != i)
-        assert not check(("error: something went wrong", []))
+    check_load_test_calls(calls, fns, tmp_path)
 
 
 def test_bad_uploads_pure(app, tmp_path: Path, petal_ckpt: Path) -> None:

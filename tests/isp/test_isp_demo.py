@@ -10,7 +10,7 @@ import torch
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
-from pretrainlab.core.testing import upload
+from pretrainlab.core.testing import check_load_test_calls, upload
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +65,7 @@ def test_load_test_calls_check_their_own_answers(app, smoke_run: Path, tmp_path:
     assert {c[0] for c in calls} == {"isp_render", "isp_render_sample"} and len(calls) >= 3
     fns = {"isp_render": lambda f: app.predict_upload(f, smoke_run),
            "isp_render_sample": lambda n: app.predict_sample(n, smoke_run)}
-    outs = []
-    for name, inputs, _check in calls:
-        args = [x["path"] if isinstance(x, dict) else x for x in inputs]  # gradio_client.handle_file -> path
-        assert all(Path(x["path"]).parent == tmp_path for x in inputs if isinstance(x, dict))
-        outs.append(fns[name](*args))
-    for i, (_name, _inputs, check) in enumerate(calls):
-        assert check(outs[i])
-        assert not any(check(o) for j, o in enumerate(outs) if j != i)
-        assert not check(("error: something went wrong", []))
-        assert not check(tuple("error: something went wrong" for _ in outs[i]))
+    check_load_test_calls(calls, fns, tmp_path)
 
 
 def test_build_demo_is_fast_and_lazy(app) -> None:

@@ -144,3 +144,22 @@ def _poll(page: Any, done: Any, timeout_ms: int) -> bool:
             return True
         page.wait_for_timeout(100)
     return False
+
+
+def check_load_test_calls(calls: list[tuple[str, list[Any], Any]], fns: dict[str, Any], sample_dir: Any) -> None:
+    """Assert what the hub load test relies on: each of an app's ``load_test_calls`` run through the pure
+    function its endpoint serves (``fns[api_name](*inputs)``, uploads as local paths) gives an answer its
+    own check accepts, and that check rejects every other call's answer and an error in its place (so a
+    session can tell its result from another's). Upload inputs must lie in ``sample_dir``."""
+    from pathlib import Path
+
+    assert calls and {c[0] for c in calls} <= set(fns), f"endpoints {sorted({c[0] for c in calls})} vs {sorted(fns)}"
+    outs = []
+    for name, inputs, _check in calls:
+        assert all(Path(x["path"]).parent == Path(sample_dir) for x in inputs if isinstance(x, dict))
+        outs.append(fns[name](*[x["path"] if isinstance(x, dict) else x for x in inputs]))  # handle_file -> path
+    error = "error: something went wrong"
+    for i, (name, _inputs, check) in enumerate(calls):
+        assert check(outs[i]), f"call {i} ({name}) rejects its own answer"
+        assert not any(check(o) for j, o in enumerate(outs) if j != i), f"call {i} ({name}) accepts another answer"
+        assert not check((error, [])) and not check(tuple(error for _ in outs[i])), f"call {i} accepts an error"
