@@ -28,7 +28,8 @@ SPEC = DomainSpec(
     reproduce_help="conventional ISP vs paired / unpaired generators, paired verdicts over seeds",
     examples={"pretrain": "pretrainlab isp pretrain --config rmfanet_tiny_unpaired --profile tiny",
               "finetune": "pretrainlab isp finetune --init runs/isp/<run> --config efficientisp_paired --data /data/UltraISP",
-              "eval": "pretrainlab isp eval --ckpt Efficient_ISP_unpaired_step_27220.pth --data /data/UltraISP"},
+              "eval": "pretrainlab isp eval --ckpt Efficient_ISP_unpaired_step_27220.pth --data /data/UltraISP",
+              "demo": "pretrainlab isp demo --weights RMFA_TINY_unpaired_step_48270.pth --arch rmfanet_tiny"},
 )
 load = SPEC.load
 synthetic_data = SPEC.synthetic_data

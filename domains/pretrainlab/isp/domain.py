@@ -1,7 +1,7 @@
 """The command line of pretrainlab.isp: ``pretrainlab isp <verb>`` (the CLI only; nothing imports it).
 
-Standard verbs from ``api.SPEC``; replaced: ``data`` (``--photos``) and ``demo`` (``--weights`` /
-``--arch``); the domain's own verb: ``render``.
+Standard verbs from ``api.SPEC``; replaced: ``data`` (``--photos``); the standard ``demo`` takes
+``--weights`` / ``--arch`` (``demo_args`` / ``demo_kwargs``); the domain's own verb: ``render``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pretrainlab.core.domain import Verb, add_data_args, add_demo_args, run_generate
+from pretrainlab.core.domain import Verb, add_data_args, run_generate
 from pretrainlab.isp.api import SPEC
 
 ARCHS = ("efficientisp", "robustisp", "rmfanet_tiny")
@@ -52,27 +52,18 @@ def _render(a: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_args(p: argparse.ArgumentParser) -> None:
-    add_demo_args(p)
-    _weights_args(p)
-
-
-def _demo(a: argparse.Namespace) -> int:
+def _demo_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    """The demo's --weights / --arch (the standard demo verb adds the options and checks --ckpt / --port)."""
     from pretrainlab.core.config import ConfigError
     from pretrainlab.core.data import DataError
-    from pretrainlab.core.demo import check_port, launch, load_app_module
 
-    for flag, path in (("--ckpt", a.ckpt), ("--weights", a.weights)):
-        if path is not None and not path.exists():
-            raise DataError(path, f"{flag}: no such checkpoint, run folder or weights file")
+    if a.weights is not None and not a.weights.exists():
+        raise DataError(a.weights, "--weights: no such checkpoint, run folder or weights file")
     if a.ckpt is not None and a.weights is not None:
         raise ConfigError("--ckpt and --weights: give one of them")
     if a.arch is not None and a.weights is None:
         raise ConfigError("--arch: only used with --weights")
-    check_port(a.port)
-    app = load_app_module("isp")
-    launch(app.build_demo(ckpt=a.ckpt, weights=a.weights, arch=a.arch), port=a.port)
-    return 0
+    return {"weights": a.weights, "arch": a.arch}
 
 
 def get_domain() -> Any:
@@ -82,6 +73,4 @@ def get_domain() -> Any:
              _render_args, _render,
              "pretrainlab isp render --weights Efficient_ISP_unpaired_step_27220.pth --arch efficientisp "
              "--input raw.png --out renders/"),
-        Verb("demo", "launch the isp Gradio demo on 127.0.0.1 (--weights: the paper's released models)", _demo_args,
-             _demo, "pretrainlab isp demo --weights RMFA_TINY_unpaired_step_48270.pth --arch rmfanet_tiny"),
-    ])
+    ], demo_args=_weights_args, demo_kwargs=_demo_kwargs)
