@@ -10,7 +10,7 @@ from PIL import Image
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
-from pretrainlab.core.testing import upload
+from pretrainlab.core.testing import check_load_test_calls, upload
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,12 @@ def shape_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = tmp_path_factory.mktemp("img") / "circle.png"
     draw_shape("circle", np.random.default_rng(0)).save(p)
     return p
+
+
+def test_load_test_calls_check_their_own_answers(simclr_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The hub load test's simclr calls, through the function its endpoint serves."""
+    calls = simclr_app.load_test_calls(tmp_path)
+    check_load_test_calls(calls, {"simclr_neighbours": simclr_app.predict}, tmp_path)
 
 
 def test_predict_trains_smoke_when_no_checkpoint(simclr_app, shape_png: Path) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import pytest
 
 from pretrainlab.core.data import DataError
 from pretrainlab.core.demo import load_app_module
-from pretrainlab.core.testing import upload
+from pretrainlab.core.testing import check_load_test_calls, upload
 
 app = load_app_module("geo")
 
@@ -29,6 +29,17 @@ def test_parse_truth() -> None:
     assert app.parse_truth(None, None) is None and app.parse_truth(10, 20) == (10.0, 20.0)
     with pytest.raises(DataError, match="latitude 120.0 out of range"):
         app.parse_truth(120, 0)
+
+
+def test_load_test_calls_check_their_own_answers(geo_run: Path, tmp_path: Path) -> None:
+    """The hub load test's geo calls, through what the Locate button serves: (path, map, markdown)."""
+    calls = app.load_test_calls(tmp_path)
+
+    def locate(path: str, lat: float, lon: float) -> tuple[str, np.ndarray, str]:
+        m, md = app.predict(path, lat, lon, geo_run)
+        return path, m, md
+
+    check_load_test_calls(calls, {"geo_locate": locate}, tmp_path)
 
 
 def test_predict_pure(geo_run: Path, geo_data: Path, tmp_path: Path) -> None:
