@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,12 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> float:
@@ -68,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from gradio_client import Client
 
     from pretrainlab.core.demo import load_app_module
+    from pretrainlab.core.testing import free_port
 
     sys.path.insert(0, str(ROOT / "apps" / "hub"))
     hub = load_app_module("hub")
@@ -81,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if not calls:
         print("no app defines load_test_calls", file=sys.stderr)
         return 2
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     cmd = [sys.executable, str(ROOT / "apps" / "hub" / "app.py"), "--port", str(port)]
     if a.only:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import struct
-import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from PIL import Image
 
 from pretrainlab.core.cli import main
 from pretrainlab.core.data import DataError
+from pretrainlab.core.testing import write_zip
 
 
 def _png(path: Path, size: tuple[int, int] = (24, 24), color=(200, 20, 20)) -> Path:
@@ -271,7 +271,7 @@ DEMO_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     "too many labels": (lambda t: _app().parse_labels(",".join(f"l{i}" for i in range(101))), "at most 100"),
     "duplicate labels": (lambda t: _app().parse_labels("a, a"), "twice"),
     "not a zip": (lambda t: _app().read_zip_gallery(_write(t / "z.zip", b"nope")), "not a readable zip"),
-    "zip of junk": (lambda t: _app().read_zip_gallery(_zip(t / "j.zip", {"a.png": b"junk", "b.jpg": b"x"})),
+    "zip of junk": (lambda t: _app().read_zip_gallery(write_zip(t / "j.zip", {"a.png": b"junk", "b.jpg": b"x"})),
                     "no readable images in the zip (2 skipped)"),
 }
 
@@ -281,11 +281,6 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _zip(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for k, v in members.items():
-            zf.writestr(k, v)
-    return path
 
 
 @pytest.mark.parametrize("case", list(DEMO_CASES))

@@ -6,19 +6,12 @@ found by the hub load test, where the face gallery (tiny data in the cache) fail
 from __future__ import annotations
 
 import shutil
-import socket
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -35,6 +28,7 @@ def test_launch_serves_files_from_the_data_cache(outside_cache: Path) -> None:
     from gradio_client import Client
 
     from pretrainlab.core.demo import launch
+    from pretrainlab.core.testing import free_port
 
     img = outside_cache / "data" / "gallery" / "a.png"
     img.parent.mkdir(parents=True)
@@ -43,7 +37,7 @@ def test_launch_serves_files_from_the_data_cache(outside_cache: Path) -> None:
         btn = gr.Button("go")
         out = gr.Gallery()
         btn.click(lambda: [(str(img), "a")], None, out, api_name="show")
-    port = _free_port()
+    port = free_port()
     launch(demo, port=port, block=False)
     try:
         res = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(api_name="/show")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import struct
-import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from pretrainlab.core.cli import main
+from pretrainlab.core.testing import write_zip
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -453,22 +453,17 @@ def _put(path: Path, data: bytes) -> Path:
     return path
 
 
-def _zip(path: Path, files: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as z:
-        for n, b in files.items():
-            z.writestr(n, b)
-    return path
 
 
 DEMO_CASES = {
     "no upload": (lambda t: None, "please upload"),
-    "wrong type": (lambda t: _zip(t / "x.rar", {"a": b"1"}), "unsupported file type"),
+    "wrong type": (lambda t: write_zip(t / "x.rar", {"a": b"1"}), "unsupported file type"),
     "empty nifti": (lambda t: _put(t / "e.nii", b""), "e.nii: file is empty"),
     "broken zip": (lambda t: _put(t / "b.zip", b"PK\x03\x04 not really"), "b.zip: not a readable zip"),
-    "empty zip": (lambda t: _zip(t / "z.zip", {}), "z.zip: the zip is empty"),
-    "zip of text": (lambda t: _zip(t / "t.zip", {"notes.txt": b"hello"}), "t.zip: no DICOM files"),
+    "empty zip": (lambda t: write_zip(t / "z.zip", {}), "z.zip: the zip is empty"),
+    "zip of text": (lambda t: write_zip(t / "t.zip", {"notes.txt": b"hello"}), "t.zip: no DICOM files"),
     "nifti bomb": (lambda t: _nifti_header_bomb(t / "bomb.nii"), "bomb.nii: header declares"),
-    "zip with one slice": (lambda t: _zip(t / "one.zip", {"a.dcm": (_series(t, n=1) / "IM_0000.dcm").read_bytes()}),
+    "zip with one slice": (lambda t: write_zip(t / "one.zip", {"a.dcm": (_series(t, n=1) / "IM_0000.dcm").read_bytes()}),
                            "one.zip"),
 }
 

@@ -8,7 +8,6 @@ import io
 import pickle
 import shutil
 import struct
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PIL import Image
 
 from pretrainlab.core.cli import main
 from pretrainlab.core.data import DataError
+from pretrainlab.core.testing import write_zip
 
 
 def _png_header_bomb(path: Path) -> None:
@@ -263,11 +263,6 @@ def app():
     return load_app_module("face")
 
 
-def _zip(path: Path, entries: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return path
 
 
 def _png(seed: int) -> bytes:
@@ -282,12 +277,12 @@ DEMO = [
     ("png header bomb", "verify", lambda d: (d / "huge.png", d / "ok.png"), "huge.png"),
     ("missing probe", "identify", lambda d: (None, True, None), "please upload"),
     ("no gallery", "identify", lambda d: (None, False, d / "ok.png"), "upload a gallery zip"),
-    ("zip slip", "identify", lambda d: (_zip(d / "slip.zip", {"../x/a.png": _png(0)}), False, d / "ok.png"),
+    ("zip slip", "identify", lambda d: (write_zip(d / "slip.zip", {"../x/a.png": _png(0)}), False, d / "ok.png"),
      "unsafe path"),
     ("not a zip", "identify", lambda d: (d / "fake.zip", False, d / "ok.png"), "not a zip"),
-    ("flat zip", "identify", lambda d: (_zip(d / "flat.zip", {"a.png": _png(0)}), False, d / "ok.png"),
+    ("flat zip", "identify", lambda d: (write_zip(d / "flat.zip", {"a.png": _png(0)}), False, d / "ok.png"),
      "no identity folders"),
-    ("zip of text", "identify", lambda d: (_zip(d / "txt.zip", {"p1/a.png": b"text"}), False, d / "ok.png"),
+    ("zip of text", "identify", lambda d: (write_zip(d / "txt.zip", {"p1/a.png": b"text"}), False, d / "ok.png"),
      "not a readable image"),
 ]
 

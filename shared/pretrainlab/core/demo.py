@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pretrainlab.core.data import DataError, runs_root
+from pretrainlab.core.data import DataError, cache_root, runs_root
 
 MAX_UPLOAD_MB = 50  # every app's upload limit
 
@@ -211,8 +211,6 @@ def launch(demo: Any, port: int = 7860, block: bool = True) -> Any:
     """Serve on 127.0.0.1 with analytics off and the upload limit set. Files the demos show may live in
     the synthetic-data cache (``$PRETRAINLAB_CACHE``, by default ~/.cache/pretrainlab: e.g. the face
     gallery) or the runs folder, which Gradio serves only when they are allowed paths."""
-    from pretrainlab.core.data import cache_root
-
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     check_port(port)
     return demo.queue(default_concurrency_limit=2).launch(

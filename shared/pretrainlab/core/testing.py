@@ -40,6 +40,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def write_zip(path: str | os.PathLike[str], members: dict[str, bytes]) -> Any:
+    """Write a zip of ``{name: bytes}`` at ``path`` (an upload fixture for the demos' zip readers); returns it."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
 def wait_http(url: str, timeout: float = 60.0) -> None:
     t0 = time.time()
     while True:
