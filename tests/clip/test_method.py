@@ -205,6 +205,38 @@ def test_features_are_open_clips_outputs_before_the_projection() -> None:
     assert m.visual.proj is not None and m.text_projection is not None  # never edited
 
 
+def test_clip_step_is_open_clip_trains_forward_and_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objective clip computes what open_clip_train computes (``model(images, texts)`` + ``ClipLoss``):
+    the same loss and gradients, through the plain encoders (no intermediate-feature read-out)."""
+    import copy
+
+    import open_clip
+
+    task = _nano("clip").train()
+    peer = copy.deepcopy(task.clip)
+    peer.output_dict = True  # as open_clip_train.main creates it
+    g = torch.Generator().manual_seed(3)
+    batch = {"image": torch.randint(0, 256, (6, 1, 3, 32, 32), dtype=torch.uint8, generator=g),
+             "text": torch.randint(1, 400, (6, 1, task.context_length), generator=g)}
+
+    def no_read_out(*a, **k):
+        raise AssertionError("the clip objective must not read intermediate features")
+
+    monkeypatch.setattr(type(task.clip.visual), "forward_intermediates", no_read_out)
+    monkeypatch.setattr(type(task.clip), "forward_intermediates", no_read_out)
+    out = task(batch)
+    out["loss"].backward()
+    monkeypatch.undo()
+    images = task.normalize(batch["image"][:, 0].float() / 255)  # what open_clip's preprocess hands the model
+    p = peer(images, batch["text"][:, 0])
+    ref = open_clip.ClipLoss()(p["image_features"], p["text_features"], p["logit_scale"])
+    ref.backward()
+    assert torch.allclose(out["loss"], ref, rtol=0, atol=1e-6)
+    ours = dict(task.clip.named_parameters())
+    for name, q in peer.named_parameters():
+        assert torch.allclose(ours[name].grad, q.grad, rtol=1e-5, atol=1e-7), name
+
+
 def test_reference_r50_tower_reads_trunk_features() -> None:
     import open_clip
 

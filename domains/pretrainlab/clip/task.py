@@ -18,8 +18,10 @@ full-resolution image by the data loader (global view first; ``V = 1`` clip, 3 s
 augmented views runs here, batched, unless ``image_aug.photometric`` is ``worker``. Towers with
 BatchNorm (the reference's ResNet-50) see each view in its own forward, as the reference does
 (``self.visual(l) for l in image_local``), so BN statistics are per view; other towers see all views
-in one forward. The open_clip model sits at ``self.clip`` so ``clip.*`` weights load into plain
-open_clip. After every optimizer step both log-temperatures are clamped to ``[0, ln 100]`` and the
+in one forward. Objective ``clip`` needs only the projected embeddings, so its towers run their
+plain ``encode_image`` / ``encode_text`` (open_clip's training forward; the other objectives read the
+pooled features as well, :mod:`pretrainlab.clip.projectors`). The open_clip model sits at ``self.clip``
+so ``clip.*`` weights load into plain open_clip. After every optimizer step both log-temperatures are clamped to ``[0, ln 100]`` and the
 BYOLIP momentum copy is updated (ref ``main.train``).
 """
 
@@ -88,6 +90,9 @@ class CLIPRocketTask(Task):
         self.objective = meth.objective
         self.uses_aug_pairs = meth.objective in AUG_PAIR_OBJECTIVES
         self.per_view = has_batchnorm(self.clip.visual)
+        # the pooled features before the linear projectors feed the MLP / SSL heads; CLIP scores only the
+        # projected embeddings, so its training forward skips the feature read-out
+        self.needs_features = self.objective != "clip"
         if self.objective != "clip":
             wi, wt = image_width(self.clip, self.image_size), text_width(self.clip, self.context_length)
             d = embed_dim(self.clip, self.context_length)
@@ -132,19 +137,33 @@ class CLIPRocketTask(Task):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.img_mean) / self.img_std
 
-    def _images(self, model: nn.Module, views: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _image_pass(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(feats, z)`` of one image batch; ``feats`` is None when the objective scores only the projected
+        embeddings (``clip``): then the tower runs its plain ``encode_image`` (the same ops and values as
+        open_clip's training forward, without the intermediate-feature read-out)."""
+        if self.needs_features:
+            return image_features(model, x)
+        return None, model.encode_image(x)
+
+    def _text_pass(self, model: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if self.needs_features:
+            return text_features(model, tokens)
+        return None, model.encode_text(tokens)
+
+    def _images(self, model: nn.Module, views: list[torch.Tensor]) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
         if self.per_view or len(views) == 1:
-            return [image_features(model, v) for v in views]
-        f, z = image_features(model, torch.cat(views))
+            return [self._image_pass(model, v) for v in views]
+        f, z = image_features(model, torch.cat(views))  # several views: only the feature objectives
         b = views[0].shape[0]
         return list(zip(f.split(b), z.split(b)))
 
-    def _texts(self, model: nn.Module, tokens: torch.Tensor, n: int, dropout: TextDropout) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _texts(self, model: nn.Module, tokens: torch.Tensor, n: int,
+               dropout: TextDropout) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
         b = tokens.shape[0]
         flat = tokens[:, :n].transpose(0, 1).reshape(n * b, -1)  # global captions first
         with dropout.active(keep=b):
-            f, z = text_features(model, flat)
-        return list(zip(f.split(b), z.split(b)))
+            f, z = self._text_pass(model, flat)
+        return list(zip(f.split(b) if f is not None else [None] * n, z.split(b)))
 
     # ------------------------------------------------------------------ encoders (evaluation)
     def encode_image(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
