@@ -3,20 +3,38 @@
 1. Step benchmark (``pretrainlab.core.bench.bench_task``) of the chosen objective (default the
    CLIP-rocket recipe: 3 image views + 3 captions per sample) on a GPU-sized model on CUDA
    (ViT-B-32, batch 256) or ``clip-nano`` on a CPU; data loading excluded.
-2. ``--peer``: end-to-end training samples/s of ``pretrainlab clip pretrain`` (objective ``clip``, the
-   trainer with its data loader, one worker) against ``python -m open_clip_train.main`` (its training
-   loop, one worker) on the same data (the generated tiny set's open_clip CSV: ``--dataset-type csv``),
-   model config, batch size, precision and step count. Each measurement is a whole process; the two are alternated ``--pairs`` times
-   (ours first on even pairs, open_clip first on odd ones, so drifting machine load hits both
+2. ``--peer``: end-to-end training samples/s of ``pretrainlab clip pretrain`` (objective ``clip``)
+   against ``python -m open_clip_train.main`` on the same data (the first ``steps x batch`` pairs of the
+   generated tiny set's open_clip CSV, ``--dataset-type csv``: one pass), model config, batch size,
+   precision and step count. Each measurement is a whole process; the two are alternated ``--pairs``
+   times (ours first on even pairs, open_clip first on odd ones, so drifting machine load hits both
    alike) and the report gives every pair's ratio, their median and range, and the load average.
-   Both rates are steady-state samples/s: the log windows after the first third of the steps (start-up,
-   worker start and the first steps excluded on both sides), from our ``metrics.jsonl`` and from
-   open_clip's "Batch (t)" window means (its per-line "/s" figure uses the last batch only). Both train
-   one pass over the same ``steps x batch`` pairs of the generated tiny set's open_clip CSV.
+   Both rates are steady-state samples/s over the log windows after the first third of the steps
+   (start-up, worker start and the first steps excluded on both sides), from our ``metrics.jsonl``
+   (wall time between log rows) and from open_clip's "Batch (t)" window means (wall time per step,
+   data wait included; its per-line "/s" figure uses the last batch only).
 
-Both read the same CSV; open_clip decodes each JPEG per sample (its ``CsvDataset``) while the tiny
-profile of ours decodes the set once (``data.preload``) and crops per sample from the full-resolution
-image; both are reported as data + step throughput, which is what a user of each trainer gets.
+What each side does per step inside those windows (the same model, batch, loss and optimizer):
+
+* data, one DataLoader worker each, decoding every JPEG per sample (ours with ``data.preload=false``,
+  so neither side decodes the set up front): ours reads the CSV record, decodes, takes the bicubic
+  ``RandomResizedCrop`` (scale ``image_aug.global_scale`` = 0.5-1, torchvision's algorithm) from the
+  full-resolution image to uint8, tokenises the caption (open_clip's tokenizer ids, word-cached) and the
+  trainer reseeds the worker's RNGs from (seed, epoch, index) per item (exact resume); open_clip decodes,
+  takes the same crop (``--aug-cfg scale=`` ours), converts to a normalised float tensor and tokenises.
+* main process: ours converts the uint8 batch to float and normalises it, runs ``encode_image`` /
+  ``encode_text`` (open_clip's own forward), the CLIP loss (``rocket_loss`` without augmented pairs:
+  the value and gradients of open_clip's ``ClipLoss``, ``tests/clip/test_method.py``), backward, the
+  global gradient norm and loss finiteness check (one host sync; the trainer's non-finite-step skip,
+  which open_clip does not have), the AdamW step, ``zero_grad``, the logit-scale clamp and sums its
+  4 scalar outputs on the device; open_clip runs ``model(images, texts)``, ``ClipLoss``, backward,
+  AdamW (torch's default implementation) and the clamp. Both log every ``steps // 3`` steps (ours a
+  ``metrics.jsonl`` row, open_clip its ``.item()`` calls and log line); neither checkpoints or
+  evaluates inside the windows (``train.ckpt_every=0`` / ``--save-frequency 0``).
+
+Remaining differences: the learning rate / weight decay / Adam epsilon of each trainer's defaults (no
+effect on the work done), the prefetch depth (ours 4 batches, open_clip 2) and the finiteness check
+above (1-2 % of a clip-nano step).
 """
 
 from __future__ import annotations
@@ -92,7 +110,7 @@ def ours_process(model: str, bs: int, steps: int, device: str, precision: str, d
                 "--data", str(data), "--out", str(run), f"model.name={model}", f"train.batch_size={bs}",
                 f"train.max_steps={steps}", f"train.device={device}", f"train.precision={precision}",
                 "train.progress=false", f"train.log_every={log}", "train.warmup_steps=0",
-                "train.tensorboard=false", "train.num_workers=1", "train.ckpt_every=0"]
+                "train.tensorboard=false", "train.num_workers=1", "train.ckpt_every=0", "data.preload=false"]
         code, text, wall = _run(argv)
         rows = []
         if (run / "metrics.jsonl").exists():
@@ -121,7 +139,8 @@ def peer_process(model: str, bs: int, steps: int, device: str, precision: str, d
                 "--csv-caption-key", "title", "--batch-size", str(bs),
                 "--model", model, "--epochs", "1", "--lr", "1e-3", "--warmup", "0", "--workers", "1",
                 "--precision", prec, "--log-every-n-steps", str(log), "--logs", tmp,
-                "--report-to", "", "--save-frequency", "0", "--name", "peer"]
+                "--report-to", "", "--save-frequency", "0", "--name", "peer",
+                "--aug-cfg", f"scale={tuple(api.load('clip', 'tiny').image_aug.global_scale)}"]  # our crop scale
         if not device.startswith("cuda"):
             argv += ["--device", "cpu"]
         code = ("import sys; from pretrainlab.clip.api import register_models; register_models(); "

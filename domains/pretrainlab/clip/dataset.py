@@ -210,23 +210,18 @@ class PairDataset(Dataset):
     def captions(self) -> list[str]:
         return [self.source[int(i)].caption for i in self.index]
 
-    def _image(self, j: int) -> Image.Image:
-        if self.images is not None:
-            return self.images[j]
-        r = self.source[int(self.index[j])]
-        return formats.decode_pil(r.read_bytes(), r.name)
-
     def __getitem__(self, j: int) -> dict[str, torch.Tensor]:
         """Sample ``j``; an unreadable image is counted and replaced by the next readable one."""
         for k in range(len(self)):
             jj = (j + k) % len(self)
+            r = self.source[int(self.index[jj])]  # one record read per sample (caption and image file)
             try:
-                img = self._image(jj)
+                img = self.images[jj] if self.images is not None else formats.decode_pil(r.read_bytes(), r.name)
             except DataError as e:
                 self.bad.bad(str(e))
                 continue
             self.bad.ok()
-            return {"image": self.views(img), "text": self.text(self.source[int(self.index[jj])].caption)}
+            return {"image": self.views(img), "text": self.text(r.caption)}
         raise DataError(self.what, f"no readable image left (first problems: {self.bad.first()})")
 
 
