@@ -180,35 +180,46 @@ def _thumb(img: Image.Image, size: int = 160) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+# ------------------------------------------------------------------ endpoints
+def classify(file: Any, labels_text: str, w: float, ckpt: str | Path | None = None) -> tuple[str, np.ndarray, np.ndarray]:
+    """The Zero-shot tab's endpoint (``clip_classify``): status text, the input thumbnail, the chart."""
+    labels = parse_labels(labels_text)
+    path = file if isinstance(file, (str, Path)) or file is None else file.name
+    img = read_image(path)
+    task, msg = get_task(ckpt)
+    probs = zero_shot(task, img, labels, float(w) if task.uses_aug_pairs else 1.0)
+    best = max(probs, key=probs.get)
+    head = f"w = {w:g}" if task.uses_aug_pairs else "linear head"
+    warn = is_untrained(task)
+    title = "UNTRAINED model: probabilities are meaningless" if warn else ""
+    status = (f"`{Path(path).name}` — **top: {best}** ({probs[best]:.1%}); {head}"
+              + (" — **untrained model**" if warn else "") + f"\n\nmodel: {msg}")
+    return status, _thumb(img, 192), bar_chart(probs, title)
+
+
+def find(query: str, zfile: Any, k: float, ckpt: str | Path | None = None) -> tuple[str, list[tuple[np.ndarray, str]]]:
+    """The Search tab's endpoint (``clip_search``): status text and the (thumbnail, name) grid."""
+    task, msg = get_task(ckpt)
+    if zfile:
+        images, names, skipped = read_zip_gallery(zfile if isinstance(zfile, (str, Path)) else zfile.name)
+        src = f"`{Path(str(zfile)).name}` ({len(names)} images{f', {skipped} skipped' if skipped else ''})"
+    else:
+        images, names = default_gallery(task)
+        src = f"generated retrieval benchmark ({len(names)} images)"
+    hits = search(task, query, images, names, int(k))
+    warn = " — **untrained model: the ranking is meaningless**" if is_untrained(task) else ""
+    return f"top {len(hits)} of {src} for **{query}**{warn}\n\nmodel: {msg}", hits
+
+
 # ------------------------------------------------------------------ UI
 def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
     """The demo page (returns immediately; the model is loaded on the first prediction)."""
 
-    def classify(file: Any, labels_text: str, w: float) -> tuple[str, np.ndarray, np.ndarray]:
-        labels = parse_labels(labels_text)
-        path = file if isinstance(file, (str, Path)) or file is None else file.name
-        img = read_image(path)
-        task, msg = get_task(ckpt)
-        probs = zero_shot(task, img, labels, float(w) if task.uses_aug_pairs else 1.0)
-        best = max(probs, key=probs.get)
-        head = f"w = {w:g}" if task.uses_aug_pairs else "linear head"
-        warn = is_untrained(task)
-        title = "UNTRAINED model: probabilities are meaningless" if warn else ""
-        status = (f"`{Path(path).name}` — **top: {best}** ({probs[best]:.1%}); {head}"
-                  + (" — **untrained model**" if warn else "") + f"\n\nmodel: {msg}")
-        return status, _thumb(img, 192), bar_chart(probs, title)
+    def _classify(file: Any, labels_text: str, w: float) -> tuple[str, np.ndarray, np.ndarray]:
+        return classify(file, labels_text, w, ckpt=ckpt)
 
-    def find(query: str, zfile: Any, k: float) -> tuple[str, list[tuple[np.ndarray, str]]]:
-        task, msg = get_task(ckpt)
-        if zfile:
-            images, names, skipped = read_zip_gallery(zfile if isinstance(zfile, (str, Path)) else zfile.name)
-            src = f"`{Path(str(zfile)).name}` ({len(names)} images{f', {skipped} skipped' if skipped else ''})"
-        else:
-            images, names = default_gallery(task)
-            src = f"generated retrieval benchmark ({len(names)} images)"
-        hits = search(task, query, images, names, int(k))
-        warn = " — **untrained model: the ranking is meaningless**" if is_untrained(task) else ""
-        return f"top {len(hits)} of {src} for **{query}**{warn}\n\nmodel: {msg}", hits
+    def _find(query: str, zfile: Any, k: float) -> tuple[str, list[tuple[np.ndarray, str]]]:
+        return find(query, zfile, k, ckpt=ckpt)
 
     with gr.Blocks(title="pretrainlab · CLIP-rocket") as demo:
         gr.Markdown("## CLIP-rocket: zero-shot classification and text-to-image search\n"
@@ -226,7 +237,7 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                     status = gr.Markdown(elem_id="clip-status")
                     shown = gr.Image(label="input", type="numpy", interactive=False)
                     chart = gr.Image(label="zero-shot probabilities", type="numpy", interactive=False)
-            run_button(go, classify, [up, labels, w], [status, shown, chart], api_name="clip_classify")
+            run_button(go, _classify, [up, labels, w], [status, shown, chart], api_name="clip_classify")
         with gr.Tab("Search"):
             with gr.Row():
                 with gr.Column():
@@ -238,7 +249,7 @@ def build_demo(ckpt: str | Path | None = None) -> gr.Blocks:
                 with gr.Column():
                     status2 = gr.Markdown(elem_id="clip-search-status")
                     grid = gr.Gallery(label="top matches", columns=4, height="auto")
-            run_button(go2, find, [query, zup, k], [status2, grid], api_name="clip_search")
+            run_button(go2, _find, [query, zup, k], [status2, grid], api_name="clip_search")
     return demo
 
 

@@ -130,6 +130,19 @@ def test_demo_pure_functions(smoke_run: Path, tmp_path: Path) -> None:
         app.read_zip_gallery(tmp_path / "bad.zip")
 
 
+def test_load_test_calls_check_their_own_answers(smoke_run: Path, tmp_path: Path) -> None:
+    """The hub load test's calls run through the endpoint functions the page serves: each check accepts
+    its own answer (its upload's name echoed) and rejects the others' and an error; both endpoints answer."""
+    from pretrainlab.core.testing import check_load_test_calls
+
+    app = _app()
+    calls = app.load_test_calls(tmp_path)
+    assert {c[0] for c in calls} == {"clip_classify"} and len(calls) >= 3
+    check_load_test_calls(calls, {"clip_classify": lambda f, t, w: app.classify(f, t, w, ckpt=smoke_run)}, tmp_path)
+    status, grid = app.find("a red circle", None, 3, ckpt=smoke_run)
+    assert status.startswith("top 3 of generated retrieval benchmark") and len(grid) == 3
+
+
 @pytest.mark.e2e
 def test_demo_in_browser(gradio_page, smoke_run: Path, tmp_path: Path) -> None:
     app = _app()

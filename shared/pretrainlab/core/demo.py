@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -181,15 +182,129 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+IMAGE_OUT_MAX_AGE_S = 600  # rendered outputs unused for this long are pruned (Gradio copies them within ms)
+_image_out: dict[str, Any] = {"dir": None, "writes": 0}
+_image_lock = threading.Lock()
+
+
+def image_out_dir() -> Path:
+    """This process's folder for demo outputs rendered from arrays: a fresh ``pretrainlab-demo-*`` folder
+    in the system temp folder (which Gradio serves from), removed when the process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    with _image_lock:
+        if _image_out["dir"] is None or not Path(_image_out["dir"]).is_dir():
+            d = tempfile.mkdtemp(prefix="pretrainlab-demo-")
+            atexit.register(shutil.rmtree, d, True)
+            _image_out["dir"] = d
+        return Path(_image_out["dir"])
+
+
+def image_file(img: Any, fmt: str = "webp") -> str:
+    """Write an image output (a uint8 HxW[xC] array or a PIL image) to a content-addressed file and
+    return its path.
+
+    Why: Gradio writes array / PIL outputs to its cache as ``<cache>/<hash of the bytes>/image.webp``
+    with a plain ``write_bytes`` (gradio 6 ``processing_utils.save_pil_to_cache``), so two concurrent
+    requests with the same answer rewrite the same file while a client downloads it: the download ends
+    short ("peer closed connection without sending complete message body", 2 of 799 calls in
+    ``benchmarks/hub_load.py``). A file path output goes through Gradio's ``save_file_to_cache``
+    instead, which copies atomically and never rewrites an existing copy. Here the same bytes always map
+    to the same name, written under a temporary name and renamed into place once, so a file, once
+    visible, never changes; a file handed out again is touched, and files unused for
+    ``IMAGE_OUT_MAX_AGE_S`` are pruned now and then, all under one lock (a pruned file could otherwise
+    vanish between being handed out and Gradio copying it, and Gradio would then serve a path it
+    refuses with 403). The encoding is the one Gradio would have used (the component's ``format``, PIL
+    defaults)."""
+    import hashlib
+    import io
+    import tempfile
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    if not isinstance(img, Image.Image):
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            raise TypeError(f"image_file takes uint8 arrays or PIL images, not {arr.dtype}")
+        img = Image.fromarray(arr)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    data = buf.getvalue()
+    d = image_out_dir()
+    path = d / f"{hashlib.sha256(data).hexdigest()[:32]}.{fmt}"
+    with _image_lock:
+        if path.exists():
+            os.utime(path)
+        else:
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".part-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        _image_out["writes"] += 1
+        if _image_out["writes"] % 200 == 0:  # the folder stays bounded
+            cutoff = time.time() - IMAGE_OUT_MAX_AGE_S
+            for old in d.iterdir():
+                try:
+                    if old != path and old.stat().st_mtime < cutoff:
+                        old.unlink()
+                except OSError:
+                    pass
+    return str(path)
+
+
+def _files_for_images(value: Any, component: Any) -> Any:
+    """``value`` with every uint8 array / PIL image it gives an Image or Gallery output replaced by
+    ``image_file``; everything else (paths, updates, arrays of other dtypes, whose scaling Gradio
+    decides) passes unchanged."""
+    import numpy as np
+    from PIL import Image
+
+    kind = type(component).__name__
+    if kind not in ("Image", "Gallery") or value is None:
+        return value
+    fmt = getattr(component, "format", None) or "webp"
+
+    def conv(v: Any) -> Any:
+        ok = isinstance(v, Image.Image) or (isinstance(v, np.ndarray) and v.dtype == np.uint8)
+        return image_file(v, fmt) if ok else v
+
+    if kind == "Image":
+        return conv(value)
+    if not isinstance(value, (list, tuple)):
+        return value
+    return [(conv(it[0]), *it[1:]) if isinstance(it, tuple) and it else conv(it) for it in value]
+
+
 def run_button(button: Any, fn: Callable[..., Any], inputs: Any, outputs: Sequence[Any],
                api_name: str | None = None) -> Any:
     """``button.click`` that first clears ``outputs`` (so no stale result stays under an error), then
     runs ``guarded(fn)``; returns the event. ``api_name`` names the endpoint for API clients (the hub
-    load test calls it; use ``"<domain>_<action>"`` so names stay unique inside the hub)."""
+    load test calls it; use ``"<domain>_<action>"`` so names stay unique inside the hub). Image and
+    gallery outputs given as arrays are written with ``image_file`` (race-free under concurrent
+    requests)."""
+    import functools
+
     outs = list(outputs)
     clear = button.click(lambda: [None] * len(outs) if len(outs) != 1 else None, inputs=None, outputs=outs,
                          queue=False, api_visibility="private")
-    return clear.then(guarded(fn), inputs=inputs, outputs=outs, api_name=api_name)
+    inner = guarded(fn)
+
+    @functools.wraps(inner)
+    def answer(*args: Any) -> Any:
+        res = inner(*args)
+        if len(outs) == 1:
+            return _files_for_images(res, outs[0])
+        return type(res)(_files_for_images(v, c) for v, c in zip(res, outs, strict=True))
+
+    return clear.then(answer, inputs=inputs, outputs=outs, api_name=api_name)
 
 
 def check_port(port: int, host: str = "127.0.0.1") -> None:
@@ -207,12 +322,37 @@ def check_port(port: int, host: str = "127.0.0.1") -> None:
             raise ConfigError(f"--port {port}: already in use on {host}; pass another --port") from None
 
 
+MALLOC_ARENAS = 2  # glibc malloc arenas of a demo server (MALLOC_ARENA_MAX in the environment wins)
+
+
+def cap_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for this process (``mallopt(M_ARENA_MAX, n)``) unless the user set
+    ``MALLOC_ARENA_MAX``; returns whether the cap was applied (False off glibc).
+
+    Why: Gradio answers each request on a worker thread; glibc gives threads their own arenas (up to 8
+    per core) and the large, short-lived numpy / torch buffers of the demos fragment each of them, so a
+    server under steady concurrent load kept growing (benchmarks/hub_load.py, 8 sessions x 240 s: RSS
+    1339 -> 1525 MB over the last three quarters of the run). With 2 arenas the same load stays bounded
+    (README, "The demos under load")."""
+    import ctypes
+    import ctypes.util
+
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, int(n)))  # M_ARENA_MAX = -8 (malloc.h)
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return False
+
+
 def launch(demo: Any, port: int = 7860, block: bool = True) -> Any:
     """Serve on 127.0.0.1 with analytics off and the upload limit set. Files the demos show may live in
     the synthetic-data cache (``$PRETRAINLAB_CACHE``, by default ~/.cache/pretrainlab: e.g. the face
     gallery) or the runs folder, which Gradio serves only when they are allowed paths."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     check_port(port)
+    cap_malloc_arenas()
     return demo.queue(default_concurrency_limit=2).launch(
         server_name="127.0.0.1", server_port=port, max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=True,
         prevent_thread_lock=not block, quiet=True, allowed_paths=[str(cache_root()), str(runs_root())])
