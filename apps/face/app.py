@@ -96,7 +96,14 @@ def identify_probe(gallery: str | None, use_generated: bool, probe: str | None,
         gpath = synthetic_data(cfg.data.profile) / "verify"  # the data the model was built for
     else:
         raise DataError("(gallery)", "upload a gallery zip of identity folders or tick 'use the generated gallery'")
-    g = read_gallery(task, cfg, gpath)
+    if gallery:
+        g = read_gallery(task, cfg, gpath)
+    else:  # the generated gallery is embedded once per model, not on every request (300 images)
+        key = ("generated", id(task), str(gpath))
+        with _LOCK:
+            if key not in _CACHE:
+                _CACHE[key] = read_gallery(task, cfg, gpath)
+            g = _CACHE[key]
     r = identify(task, cfg, g, p, k=5)
     md = (f"### top-{len(r['top'])} of {len(g.folder.classes)} identities ({len(g.folder.paths)} images)\n\n"
           f"probe `{p.name}`, quality weight {_a_caption(r['quality_a'])}\n\n"

@@ -87,3 +87,18 @@ def test_model_without_checkpoint_trains_smoke_or_uses_newest(app) -> None:
     _task, _cfg, folder, msg = app.get_model(None)
     assert folder.name.startswith("step_") and ("trained the smoke profile" in msg or "newest" in msg)
     assert app.build_demo() is not None
+
+
+def test_generated_gallery_embedded_once_per_model(app, smoke_data: Path, petal_ckpt: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub load test showed every 'identify' request re-embedding the 300-image generated gallery
+    (seconds per call under load); it is embedded once per model now, uploaded zips still every time."""
+    import pretrainlab.face.api as face_api
+
+    calls = []
+    real = face_api.read_gallery
+    monkeypatch.setattr(face_api, "read_gallery", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    probe = smoke_data / "verify" / "Person_0002" / "Person_0002_0004.png"
+    first = app.identify_probe(None, True, str(probe), ckpt=petal_ckpt)
+    second = app.identify_probe(None, True, str(probe), ckpt=petal_ckpt)
+    assert first[0] == second[0] and len(calls) <= 1
