@@ -9,10 +9,13 @@
    precision and step count. Each measurement is a whole process; the two are alternated ``--pairs``
    times (ours first on even pairs, open_clip first on odd ones, so drifting machine load hits both
    alike) and the report gives every pair's ratio, their median and range, and the load average.
-   Both rates are steady-state samples/s over the log windows after the first third of the steps
-   (start-up, worker start and the first steps excluded on both sides), from our ``metrics.jsonl``
-   (wall time between log rows) and from open_clip's "Batch (t)" window means (wall time per step,
-   data wait included; its per-line "/s" figure uses the last batch only).
+   Both rates are steady-state samples/s: both trainers log every ``steps // 12`` steps and the rate of
+   a process is that of its median log window among those after the first third of the steps
+   (start-up, worker start and the first steps excluded on both sides; a burst of load from other
+   work on a shared machine spoils a few windows, not the median), from our ``metrics.jsonl`` (wall
+   time between log rows) and from open_clip's "Batch (t)" window means (wall time per step, data
+   wait included, printed to the millisecond: about +-1.5 % on a clip-nano step; its per-line "/s"
+   figure uses the last batch only).
 
 What each side does per step inside those windows (the same model, batch, loss and optimizer):
 
@@ -28,7 +31,7 @@ What each side does per step inside those windows (the same model, batch, loss a
   global gradient norm and loss finiteness check (one host sync; the trainer's non-finite-step skip,
   which open_clip does not have), the AdamW step, ``zero_grad``, the logit-scale clamp and sums its
   4 scalar outputs on the device; open_clip runs ``model(images, texts)``, ``ClipLoss``, backward,
-  AdamW (torch's default implementation) and the clamp. Both log every ``steps // 3`` steps (ours a
+  AdamW (torch's default implementation) and the clamp. Both log every ``steps // 12`` steps (ours a
   ``metrics.jsonl`` row, open_clip its ``.item()`` calls and log line); neither checkpoints or
   evaluates inside the windows (``train.ckpt_every=0`` / ``--save-frequency 0``).
 
@@ -93,17 +96,22 @@ def _run(argv: list[str], timeout: int = 3600, cwd: Path | None = None) -> tuple
     return proc.returncode, proc.stdout + proc.stderr, time.time() - t0
 
 
+def _log_every(steps: int) -> int:
+    """Steps per log window of both trainers: about 12 windows per run (8 of them kept)."""
+    return max(1, steps // 12)
+
+
 def _steady_rate(windows: list[tuple[int, int, float]], skip_until: int) -> float:
-    """Samples/s over the log windows ``(first step, last step, seconds)`` that start after ``skip_until``."""
-    kept = [(a, b, t) for a, b, t in windows if a > skip_until]
-    steps, secs = sum(b - a + 1 for a, b, _ in kept), sum(t for *_, t in kept)
-    return steps / secs if secs > 0 else float("nan")
+    """Steps/s of the median log window ``(first step, last step, seconds)`` among those that start after
+    ``skip_until`` (a burst of load on the shared machine spoils a few windows, not the median)."""
+    rates = [(b - a + 1) / t for a, b, t in windows if a > skip_until and t > 0]
+    return statistics.median(rates) if rates else float("nan")
 
 
 def ours_process(model: str, bs: int, steps: int, device: str, precision: str, data: Path) -> dict[str, Any]:
-    """One ``pretrainlab clip pretrain`` process on the CSV ``data``; steady-state samples/s (the log
-    windows after the first third of the steps)."""
-    log = max(1, steps // 3)
+    """One ``pretrainlab clip pretrain`` process on the CSV ``data``; steady-state samples/s (the median
+    log window after the first third of the steps)."""
+    log = _log_every(steps)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         argv = [sys.executable, "-m", "pretrainlab.core.cli", "clip", "pretrain", "--config", "clip", "--profile", "tiny",
@@ -122,7 +130,7 @@ def ours_process(model: str, bs: int, steps: int, device: str, precision: str, d
         n = int(r["step"]) - prev
         windows.append((prev + 1, int(r["step"]), n * bs / float(r["samples_per_s"])))
         prev = int(r["step"])
-    return {"trainer": "pretrainlab clip pretrain", "samples_per_s": bs * _steady_rate(windows, log), "wall_s": wall}
+    return {"trainer": "pretrainlab clip pretrain", "samples_per_s": bs * _steady_rate(windows, steps // 3), "wall_s": wall}
 
 
 PEER_WINDOW = re.compile(r"\[\s*(\d+)/\d+ \(\s*[0-9.]+%\)\] Data \(t\): [0-9.]+ Batch \(t\): ([0-9.]+)")
@@ -131,9 +139,9 @@ PEER_WINDOW = re.compile(r"\[\s*(\d+)/\d+ \(\s*[0-9.]+%\)\] Data \(t\): [0-9.]+ 
 def peer_process(model: str, bs: int, steps: int, device: str, precision: str, data: Path) -> dict[str, Any]:
     """One ``open_clip_train.main`` process (the domain's configs registered) on the same open_clip CSV
     (``--dataset-type csv``: one epoch = ``steps`` batches); steady-state samples/s from its log lines
-    ("Batch (t)" is the mean step time since the previous line), windows after the first third."""
+    ("Batch (t)" is the mean step time since the previous line), median window after the first third."""
     prec = {"bf16": "amp_bf16", "fp32": "fp32"}.get(precision, "amp_bf16" if device.startswith("cuda") else "fp32")
-    log = max(1, steps // 3)
+    log = _log_every(steps)
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--dataset-type", "csv", "--train-data", str(data), "--csv-img-key", "filepath",
                 "--csv-caption-key", "title", "--batch-size", str(bs),
@@ -153,7 +161,7 @@ def peer_process(model: str, bs: int, steps: int, device: str, precision: str, d
         prev = done
     if rc != 0 or not windows:
         return {"trainer": "open_clip_train.main", "error": f"exit {rc}: {text.strip()[-400:]}"}
-    return {"trainer": "open_clip_train.main", "samples_per_s": bs * _steady_rate(windows, log), "wall_s": wall}
+    return {"trainer": "open_clip_train.main", "samples_per_s": bs * _steady_rate(windows, steps // 3), "wall_s": wall}
 
 
 def _subset_csv(src: Path, n: int, out: Path) -> Path:
