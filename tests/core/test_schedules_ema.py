@@ -134,3 +134,56 @@ def test_decay_1d_puts_every_parameter_in_the_decayed_group() -> None:
     assert [g["weight_decay"] for g in default.param_groups] == [0.1, 0.0]
     every = build_optimizer(m.parameters(), TrainConfig(weight_decay=0.1, optimizer="adam", decay_1d=True))
     assert [len(g["params"]) for g in every.param_groups] == [4] and every.param_groups[0]["weight_decay"] == 0.1
+
+
+def test_fused_optimizer_same_update_and_falls_back() -> None:
+    """train.fused_optimizer: torch's fused Adam(W) gives the foreach update up to float rounding; where
+    torch has no fused kernel for a parameter it falls back to foreach instead of failing."""
+    import torch
+
+    from pretrainlab.core.config import TrainConfig
+    from pretrainlab.core.optim import build_optimizer
+
+    for name in ("adamw", "adam"):
+        torch.manual_seed(0)
+        a = torch.nn.Linear(16, 8)
+        b = torch.nn.Linear(16, 8)
+        b.load_state_dict(a.state_dict())
+        oa = build_optimizer(a.parameters(), TrainConfig(optimizer=name, lr=1e-2, weight_decay=0.1))
+        ob = build_optimizer(b.parameters(), TrainConfig(optimizer=name, lr=1e-2, weight_decay=0.1, fused_optimizer=True))
+        assert oa.defaults["foreach"] and not oa.defaults.get("fused") and ob.defaults["fused"]
+        for _ in range(5):
+            x = torch.randn(4, 16)
+            for m, o in ((a, oa), (b, ob)):
+                o.zero_grad()
+                m(x).square().mean().backward()
+                o.step()
+        assert torch.allclose(a.weight, b.weight, atol=1e-6) and not torch.equal(a.weight, torch.nn.Linear(16, 8).weight)
+    meta = torch.nn.Linear(4, 4, device="meta")  # no fused kernel on this device: torch would fail at step()
+    o = build_optimizer(meta.parameters(), TrainConfig(optimizer="adamw", fused_optimizer=True))
+    assert o.defaults["foreach"] and not o.defaults.get("fused")
+
+
+def test_seeded_items_seed_the_cpu_stream_without_lazy_device_seeds(monkeypatch) -> None:
+    """In a worker, SeededItems seeds the CPU generator exactly as torch.manual_seed would (the same
+    augmentation stream) without torch.manual_seed's lazy CUDA / XPU seeding (a stack trace per item)."""
+    import torch
+
+    from pretrainlab.core import train
+
+    class Draw(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return torch.rand(3)
+
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())  # as inside a worker
+    calls = []
+    monkeypatch.setattr(torch, "manual_seed", lambda s: calls.append(s))
+    items = train.SeededItems(Draw(), seed=7)
+    got = [items[i] for i in range(4)]
+    assert not calls  # no torch.manual_seed per item
+    for i, g in enumerate(got):
+        s = ((7 * 1_000_003 + 0) * 10_000_019 + i) % (2**63 - 1)
+        assert torch.equal(g, torch.rand(3, generator=torch.Generator().manual_seed(s)))

@@ -211,4 +211,4 @@ class ClipConfig:
     # after 1 warm-up epoch
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(
         batch_size=256, lr=3e-3, betas=(0.9, 0.98), weight_decay=0.1, schedule="cosine", warmup_steps=1000,
-        max_steps=20000, clip_grad=0.0))
+        max_steps=20000, clip_grad=0.0, fused_optimizer=True))  # fused AdamW: pretrainlab's own speed-up

@@ -50,6 +50,9 @@ class TrainConfig:
     lars_trust: str = "norm_of_sum"  # eta*|p|/|g + wd p| | "sum_of_norms": eta*|p|/(|g| + wd|p| + eps) (pl_bolts)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8  # Adam / AdamW epsilon
+    # Adam / AdamW: torch's fused kernel (one pass over each tensor, CPU and CUDA) instead of foreach where
+    # every parameter supports it; the same update up to float rounding, ~4.5x faster on a CPU
+    fused_optimizer: bool = False
     schedule: str = "cosine"  # cosine | linear | poly | constant
     poly_power: float = 2.0  # exponent of the poly schedule: lr * (1 - t) ** poly_power
     warmup_steps: int = 0

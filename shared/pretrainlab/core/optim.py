@@ -76,6 +76,18 @@ def param_groups(params: Iterable[nn.Parameter], weight_decay: float, lr: float,
     return groups
 
 
+def _fused_supported(groups: list[dict[str, Any]]) -> bool:
+    """Whether torch has a fused Adam(W) kernel for every parameter: floating point (not complex) on a
+    device with fused kernels. torch only checks this at the first ``step()``, so it is checked here."""
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices  # torch >= 2.0 (private)
+
+        devices = set(_get_fused_kernels_supported_devices())
+    except ImportError:
+        devices = {"cpu", "cuda", "mps", "xpu"}
+    return all(p.is_floating_point() and p.device.type in devices for g in groups for p in g["params"])
+
+
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float | None = None,
                     weight_decay: float | None = None) -> torch.optim.Optimizer:
     lr = cfg.lr if lr is None else lr
@@ -85,10 +97,11 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, lr: float 
     if not groups:
         raise ValueError("no trainable parameters for the optimizer")
     name = cfg.optimizer.lower()
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, foreach=True)  # type: ignore[arg-type]
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, foreach=True)  # type: ignore[arg-type]
+    if name in ("adamw", "adam"):
+        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+        if cfg.fused_optimizer and _fused_supported(groups):
+            return cls(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=True)  # type: ignore[arg-type]
+        return cls(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, foreach=True)  # type: ignore[arg-type]
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, foreach=True)
     if name == "lars":
