@@ -302,7 +302,9 @@ def run_button(button: Any, fn: Callable[..., Any], inputs: Any, outputs: Sequen
         res = inner(*args)
         if len(outs) == 1:
             return _files_for_images(res, outs[0])
-        return type(res)(_files_for_images(v, c) for v, c in zip(res, outs, strict=True))
+        if not isinstance(res, (list, tuple)) or len(res) != len(outs):  # a {component: value} dict etc.
+            return res
+        return [_files_for_images(v, c) for v, c in zip(res, outs, strict=True)]
 
     return clear.then(answer, inputs=inputs, outputs=outs, api_name=api_name)
 
