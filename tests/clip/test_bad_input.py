@@ -281,8 +281,6 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-
-
 @pytest.mark.parametrize("case", list(DEMO_CASES))
 def test_demo_functions_refuse_bad_input(case: str, tmp_path: Path) -> None:
     fn, expected = DEMO_CASES[case]

@@ -453,8 +453,6 @@ def _put(path: Path, data: bytes) -> Path:
     return path
 
 
-
-
 DEMO_CASES = {
     "no upload": (lambda t: None, "please upload"),
     "wrong type": (lambda t: write_zip(t / "x.rar", {"a": b"1"}), "unsupported file type"),

@@ -263,8 +263,6 @@ def app():
     return load_app_module("face")
 
 
-
-
 def _png(seed: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, format="PNG")
