@@ -63,11 +63,13 @@ def _table(tmp_path: Path, values: dict[str, list[float]], claims: list[R.Claim]
 
     def run(row: R.Row, seed: int, ctx: R.Context) -> dict[str, float]:
         calls.append((row.name, seed))
+        t.resumed.append(ctx.resumed)  # type: ignore[attr-defined]
         return {"acc": values[row.name][seed], "loss": -values[row.name][seed]}
 
     t = R.Table(domain="toy", paper="p", rows=[R.Row(n, seeds=kw.pop(f"seeds_{n}", None)) for n in values], run=run,
                 claims=claims, modules=["pretrainlab.core.stats"], **kw)
     t.calls = calls  # type: ignore[attr-defined]
+    t.resumed = []  # type: ignore[attr-defined]
     return t
 
 
@@ -100,6 +102,11 @@ def test_table_runs_cells_verdicts_and_resume(tmp_path: Path) -> None:
     t.calls.clear()  # type: ignore[attr-defined]
     t.reproduce("tiny", tmp_path / "out", progress=False)
     assert t.calls == [("ours", 4)]  # type: ignore[attr-defined]
+    assert t.resumed[-1] is True and not any(t.resumed[:-1])  # type: ignore[attr-defined]
+    # a finished table started again is measured afresh, and setup is told so (nothing of the old run is reused)
+    t.calls.clear()  # type: ignore[attr-defined]
+    t.reproduce("tiny", tmp_path / "out", progress=False)
+    assert len(t.calls) == 13 and t.resumed[-1] is False  # type: ignore[attr-defined]
 
 
 def test_inconclusive_is_never_printed_as_holds(tmp_path: Path) -> None:

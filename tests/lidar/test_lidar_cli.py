@@ -113,6 +113,11 @@ def test_reproduce_smoke(lidar_smoke: Path, tmp_path: Path) -> None:
     assert len(res["rows"][0]["metrics"]["mAP3D_mod@5pct"]["values"]) == 2
     assert sum(c["headline"] for c in res["claims"]) == 1 and res["deviations"]
     assert (out / "results.md").exists()
+    # a finished table started again is re-measured from its pre-training up (the old backbone may be stale)
+    meta = next((out / "pretrain-essl3d" / "checkpoints").glob("step_*")) / "meta.json"
+    first = meta.stat().st_mtime_ns
+    assert main(["lidar", "reproduce", "--profile", "smoke", "--out", str(out), "--seeds", "0", "1"]) == 0
+    assert next((out / "pretrain-essl3d" / "checkpoints").glob("step_*")).joinpath("meta.json").stat().st_mtime_ns != first
 
 
 def test_bench_cpu(tmp_path: Path) -> None:

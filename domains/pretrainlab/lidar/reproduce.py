@@ -37,7 +37,9 @@ def fine_tune_steps(n_train: int, fraction: float, batch: int, epochs: int) -> i
 
 def pretrained(method: str, ctx: Context) -> Any:
     """The one pre-training run of ``method`` (seed 0) the table fine-tunes from, made once per table
-    (reused when a finished one is in ``<out>/pretrain-<method>``, e.g. after an interrupted run)."""
+    (a finished one in ``<out>/pretrain-<method>`` is reused only when this call resumes an interrupted run
+    of the same table; a fresh or re-measured table pre-trains again, so its time counts and a changed
+    method is never fine-tuned from a stale backbone)."""
     import shutil
 
     from pretrainlab.core.checkpoint import CheckpointError, read_meta
@@ -45,7 +47,7 @@ def pretrained(method: str, ctx: Context) -> Any:
     cfg = api.load(method, ctx.profile, ["train.seed=0", "train.progress=false"])
     run = ctx.out / f"pretrain-{method}"
     try:
-        if int(read_meta(run).get("step", -1)) == cfg.train.max_steps:
+        if ctx.resumed and int(read_meta(run).get("step", -1)) == cfg.train.max_steps:
             return run
     except CheckpointError:
         pass

@@ -422,6 +422,9 @@ class Context:
     data: Path | None
     seeds: list[int]
     shared: dict[str, Any]
+    # True when this call resumes an interrupted run of the same table (same rows, seeds, data and source):
+    # only then may ``setup`` reuse what an earlier call left in ``out`` (a pre-training run, say)
+    resumed: bool = False
 
     def cell_dir(self, row: Row, seed: int) -> Path:
         """A folder for this cell's run (checkpoints, logs)."""
@@ -548,6 +551,8 @@ class Table:
             old = json.loads(marker.read_text()).get("key") if marker.exists() else None
             if not resume or old != key or (cells_dir / "complete").exists():
                 shutil.rmtree(cells_dir)
+            else:
+                ctx.resumed = True
         cells_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(marker, {"key": key, "domain": self.domain, "profile": profile, "seeds": seeds})
         jobs = [(r, s) for r in self.rows for s in self.row_seeds(r, seeds)]
