@@ -136,3 +136,38 @@ def test_gaussian_radius_and_targets() -> None:
     heat, _idx, reg, valid = task.targets(boxes, torch.tensor([[0]]), 32, 32)
     assert valid.all() and heat.max() == 1.0 and heat[0, 1:].max() == 0
     assert reg[0, 0, 6].item() == pytest.approx(math.sin(0.3), abs=1e-6)
+
+
+def test_targets_equal_the_dense_reference() -> None:
+    """The heat map built from the valid boxes only equals, bit for bit, the dense construction over every
+    padded slot: Gaussian (B, K, H, W) x one-hot class, max over K (overlapping boxes of one class, padding,
+    boxes outside the map and boxes of several classes included)."""
+    import torch.nn.functional as F
+
+    from pretrainlab.lidar import api
+    from pretrainlab.lidar.centerpoint_head import DetectorTask, gaussian_radius
+
+    task = DetectorTask(api.load("detect", "smoke"))
+    cfg = task.cfg
+    g = torch.Generator().manual_seed(0)
+    B, K, H, W, nc = 3, 12, 32, 32, len(cfg.head.classes)
+    r, v = cfg.data.detect_range, cfg.backbone.voxel_size
+    boxes = torch.cat([torch.rand(B, K, 1, generator=g) * (r[3] - r[0] + 8) + r[0] - 4,
+                       torch.rand(B, K, 1, generator=g) * (r[4] - r[1] + 8) + r[1] - 4,
+                       torch.rand(B, K, 1, generator=g) - 1, torch.rand(B, K, 3, generator=g) * 4 + 0.5,
+                       torch.rand(B, K, 1, generator=g) * 6 - 3], -1)
+    boxes[0, 1, :2] = boxes[0, 0, :2] + 0.3  # two overlapping boxes
+    labels = torch.randint(0, nc, (B, K), generator=g)
+    labels[:, K - 4:] = -1  # padding
+    heat, _idx, _reg, valid = task.targets(boxes, labels, H, W)
+    # the dense construction the head used before
+    ix, iy = ((boxes[..., 0] - r[0]) / v).floor().long(), ((boxes[..., 1] - r[1]) / v).floor().long()
+    rad = gaussian_radius(boxes[..., 3] / v, boxes[..., 4] / v, cfg.head.min_overlap).floor().clamp_min(cfg.head.min_radius)
+    sigma = (2 * rad + 1) / 6
+    dx2 = (torch.arange(W, dtype=boxes.dtype)[None, None, None, :] - ix[..., None, None].to(boxes.dtype)) ** 2
+    dy2 = (torch.arange(H, dtype=boxes.dtype)[None, None, :, None] - iy[..., None, None].to(boxes.dtype)) ** 2
+    dense = torch.exp(-(dx2 + dy2) / (2 * sigma[..., None, None] ** 2)) * valid[..., None, None]
+    onehot = F.one_hot(labels.clamp_min(0), nc).to(boxes.dtype) * valid[..., None]
+    ref = (dense[:, :, None] * onehot[..., None, None]).amax(1)
+    assert 0 < valid.sum() < (labels >= 0).sum() and heat.max() == 1.0
+    assert torch.equal(heat, ref)

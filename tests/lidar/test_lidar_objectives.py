@@ -131,6 +131,22 @@ def test_detection_frames_keep_only_fov_points(lidar_smoke: Path) -> None:
     assert not fov_mask(f.points, f.calib, f.image_shape).all()  # the scan itself reaches beyond the image
 
 
+def test_detector_points_equal_openpcdet_order(lidar_smoke: Path) -> None:
+    """Range first, then FOV (the cheap test first) keeps exactly OpenPCDet's points, in the same order:
+    its FOV filter (``get_fov_flag``) then its range filter."""
+    from pretrainlab.lidar.datasets import detector_points
+    from pretrainlab.lidar.formats import crop_to_range, fov_mask
+
+    cfg = api.load("detect", "smoke", [])
+    split = api.open_split(cfg, lidar_smoke, "val")
+    for i in range(len(split)):
+        f = split[i]
+        ref = crop_to_range(f.points[fov_mask(f.points, f.calib, f.image_shape)], cfg.data.detect_range)[0]
+        got = detector_points(f, cfg.data)
+        assert 0 < len(got) < len(f.points) and np.array_equal(got, ref)
+        assert np.array_equal(api.model_points(f, cfg), ref)
+
+
 def test_rotation_classifier_learns_a_pure_rotation() -> None:
     """On an asymmetric structure (an L of two walls) the branch learns the bin of the rotation between
     v1 and R(theta) v1 within ~100 steps (loss from ln 10 = 2.30 to well below it)."""
@@ -153,3 +169,26 @@ def test_rotation_classifier_learns_a_pure_rotation() -> None:
         opt.step()
         losses.append(out["ce"].item())
     assert np.mean(losses[:5]) > 2.0 and np.mean(losses[-10:]) < 1.2
+
+
+@pytest.mark.parametrize("kind", ["detect", "pretrain"])
+def test_item_cache_changes_nothing_but_the_decoding(lidar_smoke: Path, kind: str) -> None:
+    """With the decoded-item cache (data.cache_mb) every item, its random subsampling included, equals
+    the item read without it, epoch after epoch; items are decoded once while they fit."""
+    from pretrainlab.lidar.datasets import DetectionFrames, PretrainPairs
+
+    recipe = "detect" if kind == "detect" else "essl3d"
+    cfg_on, cfg_off = api.load(recipe, "smoke", []), api.load(recipe, "smoke", ["data.cache_mb=0"])
+    if kind == "detect":
+        split = api.open_split(cfg_on, lidar_smoke, "train")
+        on, off = DetectionFrames(split, cfg_on.data), DetectionFrames(split, cfg_off.data)
+    else:
+        on, off = PretrainPairs(lidar_smoke, cfg_on.data), PretrainPairs(lidar_smoke, cfg_off.data)
+    for _epoch in range(3):
+        for i in range(len(on)):
+            torch.manual_seed(i)
+            a = on[i]
+            torch.manual_seed(i)
+            b = off[i]
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert on.cache.misses == len(on) > 0 and on.cache.hits == 2 * len(on) and len(off.cache) == 0

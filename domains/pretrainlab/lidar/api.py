@@ -130,10 +130,9 @@ def load_task(ckpt: Path) -> tuple[Any, Any]:
 
 def model_points(frame: Any, cfg: Any) -> Any:
     """The points the detector sees: the camera field of view (``data.fov_only``) and the detection range."""
-    from pretrainlab.lidar.formats import crop_to_range
+    from pretrainlab.lidar.datasets import detector_points
 
-    pts = frame.fov_points() if cfg.data.fov_only else frame.points
-    return crop_to_range(pts, cfg.data.detect_range)[0]
+    return detector_points(frame, cfg.data)
 
 
 def predict_frames(task: Any, frames: list[Any], batch: int = 4) -> list[list[Any]]:

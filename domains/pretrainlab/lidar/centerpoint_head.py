@@ -78,14 +78,17 @@ class DetectorTask(Task):
         radius = gaussian_radius(boxes[..., 3] / v, boxes[..., 4] / v, self.cfg.head.min_overlap)
         radius = radius.floor().clamp_min(self.cfg.head.min_radius)
         sigma = (2 * radius + 1) / 6
+        # the Gaussians of the valid boxes only (most of the K slots are padding), each max-merged into
+        # its (scan, class) map: the same values as the dense (B, K, C, H, W) product and its amax over K
+        B = boxes.shape[0]
+        b, k = valid.nonzero(as_tuple=True)
         xs = torch.arange(W, device=boxes.device, dtype=boxes.dtype)
         ys = torch.arange(H, device=boxes.device, dtype=boxes.dtype)
-        dx2 = (xs[None, None, None, :] - ix[..., None, None].to(boxes.dtype)) ** 2
-        dy2 = (ys[None, None, :, None] - iy[..., None, None].to(boxes.dtype)) ** 2
-        g = torch.exp(-(dx2 + dy2) / (2 * sigma[..., None, None] ** 2))  # (B, K, H, W)
-        g = g * valid[..., None, None]
-        onehot = F.one_hot(labels.clamp_min(0), nc).to(boxes.dtype) * valid[..., None]  # (B, K, C)
-        heat = (g[:, :, None] * onehot[..., None, None]).amax(1)  # (B, C, H, W)
+        dx2 = (xs[None, None, :] - ix[b, k, None, None].to(boxes.dtype)) ** 2
+        dy2 = (ys[None, :, None] - iy[b, k, None, None].to(boxes.dtype)) ** 2
+        g = torch.exp(-(dx2 + dy2) / (2 * sigma[b, k, None, None] ** 2))  # (n_valid, H, W)
+        dst = (b * nc + labels[b, k])[:, None].expand(-1, H * W)
+        heat = boxes.new_zeros(B * nc, H * W).scatter_reduce_(0, dst, g.flatten(1), "amax").view(B, nc, H, W)
         idx = (iy.clamp(0, H - 1) * W + ix.clamp(0, W - 1))
         reg = torch.stack([fx - ix, fy - iy, boxes[..., 2], boxes[..., 3].clamp_min(1e-3).log(),
                            boxes[..., 4].clamp_min(1e-3).log(), boxes[..., 5].clamp_min(1e-3).log(),

@@ -1,7 +1,10 @@
 """Torch datasets over the on-disk formats: pre-training scan pairs and labelled detection frames.
 
 Both are streamed: the dataset holds file names only and reads one scan (and its label / calib /
-flow) per item, so a DataLoader worker decodes lazily and a split never sits in memory. Every scan
+flow) per item, so a DataLoader worker decodes lazily and a split never sits in memory. What is
+decoded (points cropped / FOV-filtered, labels, flow) is kept up to ``data.cache_mb`` per process
+(``core.data.ItemCache``, least recently used out first), so a small label subset read for many
+epochs is decoded once; the random part of an item is drawn afresh on every read. Every scan
 is cropped to the configured range and brought to a fixed ``max_points`` by random subsampling or
 by repeating random points (a repeated point changes nothing in a max-pooled pillar), so batches
 are dense tensors. Detection frames keep only the points inside the camera's field of view
@@ -12,12 +15,13 @@ no label in KITTI, and a detector that saw their points would learn them as back
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pretrainlab.core.data import DataError
+from pretrainlab.core.data import DataError, ItemCache
 from pretrainlab.lidar.config import DataConfig
 from pretrainlab.lidar.formats import (
     CLASSES,
@@ -25,6 +29,7 @@ from pretrainlab.lidar.formats import (
     ScanSequence,
     consecutive_pairs,
     crop_to_range,
+    fov_mask,
     list_sequences,
     read_velodyne_bin,
 )
@@ -82,6 +87,7 @@ class PretrainPairs(Dataset):
         r = cfg.pretrain_range
         self.radius = cfg.crop_radius_ratio * min(r[3] - r[0], r[4] - r[1]) / 2
         self._icp: dict[int, np.ndarray] = {}
+        self.cache = ItemCache(cfg.cache_mb << 20)  # the decoded, cropped pair (``data.cache_mb``)
 
     def __len__(self) -> int:
         return len(self.single) if self.single is not None else len(self.pairs)
@@ -99,8 +105,19 @@ class PretrainPairs(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = _rng()
-        z = (self.cfg.pretrain_range[2], self.cfg.pretrain_range[5])
+        cur, prev, flow = self.cache.get(i, lambda: self._decode(i))
         n = self.cfg.max_points
+        out: dict[str, torch.Tensor] = {}
+        p, m, _ = _dense(cur, n, rng)
+        out["points"], out["mask"] = torch.from_numpy(p), torch.from_numpy(m)
+        p, m, sel = _dense(prev, n, rng)
+        out["prev_points"], out["prev_mask"] = torch.from_numpy(p), torch.from_numpy(m)
+        out["prev_flow"] = torch.from_numpy(flow[sel])
+        return out
+
+    def _decode(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pair ``i`` inside the pre-training disk: current points, previous points and their flow."""
+        z = (self.cfg.pretrain_range[2], self.cfg.pretrain_range[5])
         if self.single is not None:
             f = self.single[i]
             cur = prev = f.points
@@ -113,17 +130,21 @@ class PretrainPairs(Dataset):
             src = a
         if idx is not None:
             prev = prev[idx]
-        out: dict[str, torch.Tensor] = {}
-        keep = crop_disk(cur, self.radius, z)
-        p, m, _ = _dense(cur[keep], n, rng)
-        out["points"], out["mask"] = torch.from_numpy(p), torch.from_numpy(m)
         keep = crop_disk(prev, self.radius, z)
         if not keep.any():
             raise DataError(src, "no point of this scan lies inside the pre-training range")
-        p, m, sel = _dense(prev[keep], n, rng)
-        out["prev_points"], out["prev_mask"] = torch.from_numpy(p), torch.from_numpy(m)
-        out["prev_flow"] = torch.from_numpy(flow[keep][sel])
-        return out
+        return cur[crop_disk(cur, self.radius, z)], prev[keep], flow[keep]
+
+
+def detector_points(frame: Any, cfg: DataConfig) -> np.ndarray:
+    """The points a detector sees: inside the detection range and (``cfg.fov_only``) the camera field of
+    view. The same set, in the same order, as OpenPCDet's FOV filter followed by its range filter; the
+    range is applied first only because it is the cheaper test (the FOV projection then runs on the
+    points that remain)."""
+    pts, _ = crop_to_range(frame.points, cfg.detect_range)
+    if cfg.fov_only and frame.calib is not None and frame.image_shape is not None:
+        pts = pts[fov_mask(pts, frame.calib, frame.image_shape)]
+    return pts
 
 
 def label_subset(n: int, fraction: float, seed: int = 0) -> np.ndarray:
@@ -144,15 +165,14 @@ class DetectionFrames(Dataset):
 
     def __init__(self, split: LabelledSplit, cfg: DataConfig, classes: tuple[str, ...] = CLASSES) -> None:
         self.split, self.cfg, self.classes = split, cfg, classes
+        self.cache = ItemCache(cfg.cache_mb << 20)  # the decoded frame (``data.cache_mb``), never its sampling
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def _decode(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame ``i``'s detector points, padded boxes ``(K, 7)`` and labels ``(K,)`` (-1 = padding)."""
         f = self.split[i]
-        pts = f.fov_points() if self.cfg.fov_only else f.points
-        pts, _ = crop_to_range(pts, self.cfg.detect_range)
-        p, m, _ = _dense(pts, self.cfg.max_points, _rng())
         K = self.cfg.max_objects
         boxes = np.zeros((K, 7), np.float32)
         labels = np.full(K, -1, np.int64)
@@ -160,5 +180,10 @@ class DetectionFrames(Dataset):
         for j, o in enumerate(objs):
             boxes[j] = o.box
             labels[j] = self.classes.index(o.cls)
+        return detector_points(f, self.cfg), boxes, labels
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        pts, boxes, labels = self.cache.get(i, lambda: self._decode(i))
+        p, m, _ = _dense(pts, self.cfg.max_points, _rng())
         return {"points": torch.from_numpy(p), "mask": torch.from_numpy(m),
-                "boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+                "boxes": torch.from_numpy(boxes.copy()), "labels": torch.from_numpy(labels.copy())}

@@ -830,12 +830,6 @@ class Frame:
             return self.annos
         return custom_objects_to_annos(self.objects)
 
-    def fov_points(self) -> np.ndarray:
-        """Points inside the camera field of view (all of them without calibration)."""
-        if self.calib is None or self.image_shape is None:
-            return self.points
-        return self.points[fov_mask(self.points, self.calib, self.image_shape)]
-
 
 def read_split(root: Path, split: str) -> list[str]:
     """``ImageSets/<split>.txt`` (one frame id per line)."""

@@ -120,7 +120,9 @@ TABLE = Table(
         Claim("E-SSL3D pre-training beats training from scratch at 5 % labels in bird's-eye view (moderate BEV mAP)",
               a=ESSL, b="scratch", metric="mAPBEV_mod@5pct"),
     ],
-    seeds={"smoke": [0, 1], "tiny": [0, 1, 2, 3, 4, 5, 6, 7], "full": [0, 1, 2]},
+    # tiny: 18 seeds (seeds 0-7 were a first look, inconclusive; 8-17 added once decoded frames were cached,
+    # which left the training bit for bit the same and made a cell ~1.7x cheaper; two looks: see the notes)
+    seeds={"smoke": [0, 1], "tiny": list(range(18)), "full": [0, 1, 2]},
     deviations=DEVIATIONS, paper_numbers=PAPER_NUMBERS,
     plot_metrics=["mAP3D_mod@5pct"],
     notes=("Columns: official KITTI R40 AP (OpenPCDet's evaluation, ported and tested cell by cell), moderate, IoU 0.7 "
@@ -128,7 +130,10 @@ TABLE = Table(
            "5 % of 1000 labelled scans (50); mAP = mean over the three classes. One E-SSL3D pre-training run (seed 0, "
            "1200 steps on 320 unlabelled scans) is fine-tuned by every seed, as a paper fine-tunes its released "
            "backbone; each seed changes the label subset and the fine-tuning, the same for both rows. Tiny spends its "
-           "budget on the headline (8 seeds); the 20 / 100 % columns (4x / 20x the fine-tuning cost at equal "
+           "budget on the headline (18 seeds); the 20 / 100 % columns (4x / 20x the fine-tuning cost at equal "
            "epochs) and the ablation and invariant rows (recipes spatial / temporal / invariant) are left to the full "
-           "profile and to `pretrain --config`."),
+           "profile and to `pretrain --config`. Two looks at the same headline: the 8-seed table (seeds 0-7) was "
+           "inconclusive (+2.18, [-2.02, +6.39]); the seeds were then raised to 18 (decided before any of seeds 8-17 "
+           "ran, and seeds 0-7 re-run bit for bit the same), so the 95 % interval is not corrected for that second "
+           "look; a Bonferroni reading of two looks (97.5 % intervals) is given in the README."),
 )

@@ -5,6 +5,8 @@
   middle of an epoch (exact resume).
 - ``item_generator``: a per-sample RNG derived from (seed, epoch, index), so augmentations are the
   same whatever the number of workers.
+- ``ItemCache``: decoded items kept in memory up to a byte budget (least recently used out first), so
+  a small labelled subset read for many epochs is decoded once while a full split still streams.
 - Checksummed manifests (``manifest.json`` with sha256 per file) and a cache folder.
 - The synthetic-generator protocol: ``generate(out, profile, seed)`` writes the domain's real
   format into a temporary folder that is renamed when complete (``cached_synthetic``); under
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,59 @@ class ResumableSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n // self.world - self.start
+
+
+def nbytes(value: Any) -> int:
+    """The memory an item holds in arrays / tensors (containers walked; anything else counts 64 bytes)."""
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if hasattr(value, "nbytes") and hasattr(value, "dtype"):  # numpy array
+        return int(value.nbytes)
+    if isinstance(value, dict):
+        return 64 + sum(nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return 64 + sum(nbytes(v) for v in value)
+    if hasattr(value, "__dict__"):
+        return 64 + sum(nbytes(v) for v in vars(value).values())
+    return 64
+
+
+class ItemCache:
+    """Decoded items of a dataset kept in memory up to ``max_bytes`` (least recently used dropped first).
+
+    A reader stays streamed: memory is bounded by the budget, not by the split. When the items a run
+    reads fit (a 5 % label subset read for 24 epochs), each is decoded once; when they do not, the
+    cache keeps what fits and the rest is decoded per read as before. Only deterministic work belongs
+    in it (decoding, filtering), never an item's random augmentation; callers must not modify a
+    returned value. The cache is per process: every DataLoader worker holds its own (up to
+    ``max_bytes`` each). ``max_bytes=0`` turns it off.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes, self.bytes, self.hits, self.misses = int(max_bytes), 0, 0, 0
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The cached value of ``key``, or ``make()`` (kept when it fits in the budget)."""
+        if key in self._items:
+            self._items.move_to_end(key)
+            self.hits += 1
+            return self._items[key][0]
+        self.misses += 1
+        value = make()
+        size = nbytes(value)
+        if size <= self.max_bytes:
+            while self.bytes + size > self.max_bytes:
+                _, (_, old) = self._items.popitem(last=False)
+                self.bytes -= old
+            self._items[key] = (value, size)
+            self.bytes += size
+        return value
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
