@@ -33,20 +33,27 @@ SETTINGS = {
 }
 
 
-def run_one(recipe: str, seed: int, overrides: list[str], profile: str) -> dict[str, float]:
+def train_and_evaluate(recipe: str, seed: int, overrides: list[str], profile: str = "tiny",
+                       probe: bool = False) -> tuple[dict[str, float], dict[str, float], float]:
+    """One pilot run in a temporary folder: ``(evaluate_task's metrics, the last training log row, CPU s)``."""
     cfg = api.load(recipe, profile, [f"train.seed={seed}", "train.progress=false", "train.tensorboard=false",
                                      *overrides])
     data = api.synthetic_data(cfg.data.profile)
-    run = Path(tempfile.mkdtemp(prefix=f"clip-schedule-{recipe}-{seed}-"))
+    run = Path(tempfile.mkdtemp(prefix=f"clip-pilot-{recipe}-{seed}-"))
     try:
         t = time.process_time()
         task, _ = api.pretrain(cfg, data, run / "run")
-        m = api.evaluate_task(task.eval(), data, cfg, probe=False, seed=seed, progress=False)
+        m = api.evaluate_task(task.eval(), data, cfg, probe=probe, seed=seed, progress=False)
         last = [json.loads(line) for line in (run / "run" / "metrics.jsonl").read_text().splitlines()][-1]
-        return {"zs_top1": float(m["zs_top1_linear"]), "R@1": float(m.get("R@1", float("nan"))),
-                "loss_global": float(last.get("loss_global", last["loss"])), "cpu_s": time.process_time() - t}
+        return m, last, time.process_time() - t
     finally:
         shutil.rmtree(run, ignore_errors=True)
+
+
+def run_one(recipe: str, seed: int, overrides: list[str], profile: str) -> dict[str, float]:
+    m, last, cpu = train_and_evaluate(recipe, seed, overrides, profile)
+    return {"zs_top1": float(m["zs_top1_linear"]), "R@1": float(m.get("R@1", float("nan"))),
+            "loss_global": float(last.get("loss_global", last["loss"])), "cpu_s": cpu}
 
 
 def summarize(runs: list[dict]) -> dict[str, dict]:
