@@ -43,3 +43,23 @@ def test_zero_budget_keeps_nothing_and_sizes_walk_containers() -> None:
     assert nbytes((np.zeros(10, np.float64), {"t": torch.zeros(4, dtype=torch.int64)})) == 64 + 80 + 64 + 32
     with pytest.raises(ValueError, match="max_bytes"):
         ItemCache(-1)
+
+
+class _Cached(torch.utils.data.Dataset):
+    def __init__(self) -> None:
+        self.cache = ItemCache(1 << 20)
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        self.cache.get(i, lambda: np.zeros(10))
+        return torch.tensor(len(self.cache))
+
+
+def test_nothing_is_kept_inside_a_dataloader_worker() -> None:
+    """The trainer's workers are re-made every epoch: a cache there would only hold memory."""
+    ds = _Cached()
+    in_worker = [int(x) for x in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1)]
+    assert in_worker == [0, 0, 0, 0]
+    assert [int(x) for x in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=0)] == [1, 2, 3, 4]

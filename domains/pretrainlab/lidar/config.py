@@ -41,8 +41,9 @@ class DataConfig:
     image_shape: tuple[int, int] | None = None  # (H, W) for every frame; None = each frame's image_2/NNNNNN.png
     profile: str = "tiny"  # the simulator's data set used when no --data is given (smoke | tiny | full)
     # detection frames kept decoded (points in range and FOV, labels) per process, least recently used out
-    # first: a 5 % label subset (~190 KITTI scans, ~0.3 GB) is decoded once instead of once per epoch; a full
-    # split still streams. Each DataLoader worker holds its own cache. 0 = off
+    # first: a 5 % label subset (186 KITTI scans, ~0.1 GB in the FOV) is decoded once, not once per epoch; a full
+    # split still streams. Kept by the process that reads the items (num_workers=0, lidar's default); a
+    # DataLoader worker keeps nothing (the trainer re-makes its workers every epoch). 0 = off
     cache_mb: int = 512
 
     CHECKS: ClassVar[dict[str, Any]] = {

@@ -127,8 +127,10 @@ class ItemCache:
     reads fit (a 5 % label subset read for 24 epochs), each is decoded once; when they do not, the
     cache keeps what fits and the rest is decoded per read as before. Only deterministic work belongs
     in it (decoding, filtering), never an item's random augmentation; callers must not modify a
-    returned value. The cache is per process: every DataLoader worker holds its own (up to
-    ``max_bytes`` each). ``max_bytes=0`` turns it off.
+    returned value. It works in the process that reads the items (``num_workers=0``); inside a
+    DataLoader worker it keeps nothing, since the trainer's workers are not persistent (they are made
+    anew every epoch so that ``SeededItems`` sees the epoch) and a cache there would be memory thrown
+    away each epoch (workers decode in parallel instead). ``max_bytes=0`` turns it off.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -148,6 +150,8 @@ class ItemCache:
             return self._items[key][0]
         self.misses += 1
         value = make()
+        if self.max_bytes == 0 or torch.utils.data.get_worker_info() is not None:
+            return value
         size = nbytes(value)
         if size <= self.max_bytes:
             while self.bytes + size > self.max_bytes:
