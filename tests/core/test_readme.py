@@ -21,3 +21,30 @@ def test_readme_states_the_test_command_ci_runs() -> None:
     readme = (root / "README.md").read_text()
     ci = (root / ".ci" / "run").read_text()
     assert "make test" in readme.split("\n## ")[0] and "exec make test" in ci
+
+
+def test_readme_seed_plans_come_from_the_committed_results() -> None:
+    """The seeds-to-decide figures quoted in the READMEs are what `benchmarks/headline_power.py` computes
+    from the committed tiny results (so a re-measured table cannot leave them stale)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from pretrainlab.core import stats as S
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("headline_power", root / "benchmarks" / "headline_power.py")
+    assert spec and spec.loader
+    hp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hp)
+    top = (root / "README.md").read_text()
+    for d in ("lidar", "clip"):
+        res = json.loads((root / "domains" / "pretrainlab" / d / "results" / "tiny" / "results.json").read_text())
+        p = hp.plan(res, 15.0)
+        head = next(c for c in res["claims"] if c.get("headline"))
+        assert p["n"] == head["n"] and abs(p["effect"] - head["effect"]) < 1e-9
+        half = next(q for q in p["plans"] if q["label"] == "half today's")
+        assert half["seeds"] == S.seeds_for_half_width(p["sd"], head["half_width"] / 2)
+        text = (root / "domains" / "pretrainlab" / d / "README.md").read_text().replace("\n", " ")
+        assert f"{half['seeds']} seeds (~{half['cpu_min']:.0f} CPU-minutes)" in text, d
+        assert f"{d} {half['seeds']}" in top.replace("\n", " "), d

@@ -49,6 +49,17 @@ def test_equivalence_rules() -> None:
     assert S.equivalence_verdict(noisy, 1.0) == S.INCONCLUSIVE
 
 
+def test_seeds_for_half_width() -> None:
+    n = S.seeds_for_half_width(6.9, 2.0)
+    # the fewest seeds whose t interval is that narrow: n works, n - 1 does not
+    assert S.t_quantile(0.975, n - 1) * 6.9 / math.sqrt(n) <= 2.0 < S.t_quantile(0.975, n - 2) * 6.9 / math.sqrt(n - 1)
+    assert n == 49
+    assert S.seeds_for_half_width(0.0, 1.0) == 2  # no spread: the fewest seeds an interval needs
+    assert S.seeds_for_half_width(1.0, 1.0, confidence=0.99) > S.seeds_for_half_width(1.0, 1.0)
+    with pytest.raises(ValueError):
+        S.seeds_for_half_width(1.0, 0.0)
+
+
 def test_holm_levels() -> None:
     # m = 3: the smallest p gets alpha / 3, then alpha / 2, then alpha
     assert S.holm_levels([0.001, 0.2, 0.0001]) == pytest.approx([1 - 0.05 / 2, 1 - 0.05, 1 - 0.05 / 3])

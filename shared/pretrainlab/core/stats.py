@@ -178,3 +178,21 @@ __all__ = [
     "pairwise_verdict",
     "t_quantile",
 ]
+
+
+def seeds_for_half_width(sd: float, half_width: float, confidence: float = CONFIDENCE, max_n: int = 100_000) -> int:
+    """The fewest seeds ``n >= 2`` whose paired interval is at most ``half_width`` wide on each side
+    when the differences spread with standard deviation ``sd``: ``t(n - 1) * sd / sqrt(n) <= half_width``.
+
+    A planning figure from a measured spread (the sample ``sd`` of a run is itself uncertain); an
+    interval excludes 0 at that ``n`` only if the true effect is larger than ``half_width``.
+    """
+    if half_width <= 0 or sd < 0 or not math.isfinite(sd):
+        raise ValueError(f"need half_width > 0 and a finite sd >= 0, got {half_width}, {sd}")
+    q = 1 - (1 - confidence) / 2
+    n = max(2, math.ceil((statistics.NormalDist().inv_cdf(q) * sd / half_width) ** 2))  # normal bound, below t's
+    while t_quantile(q, n - 1) * sd / math.sqrt(n) > half_width:
+        n += 1
+        if n > max_n:
+            raise ValueError(f"more than {max_n} seeds for a half-width of {half_width} at sd {sd}")
+    return n
