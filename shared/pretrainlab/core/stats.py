@@ -80,6 +80,11 @@ def differences(a: Sequence[float], b: Sequence[float], better: str = "higher") 
     return [sign * (float(x) - float(y)) for x, y in zip(a, b)]
 
 
+def _half_width(sd: float, n: int, confidence: float) -> float:
+    """``t(1 - alpha / 2, n - 1) * sd / sqrt(n)``: the half-width of a two-sided paired interval."""
+    return t_quantile(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
+
+
 def paired_interval(a: Sequence[float], b: Sequence[float], better: str = "higher",
                     confidence: float = CONFIDENCE) -> Interval:
     """The paired Student-t interval of the oriented difference (see the module docstring)."""
@@ -92,8 +97,7 @@ def paired_interval(a: Sequence[float], b: Sequence[float], better: str = "highe
     m = statistics.fmean(d)
     if n < 2:
         return Interval(m, -math.inf, math.inf, n, confidence, tuple(d))
-    s = statistics.stdev(d)
-    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * s / math.sqrt(n)
+    half = _half_width(statistics.stdev(d), n, confidence)
     return Interval(m, m - half, m + half, n, confidence, tuple(d))
 
 
@@ -163,6 +167,24 @@ def holm_levels(pvalues: Sequence[float], confidence: float = CONFIDENCE) -> lis
     return levels
 
 
+def seeds_for_half_width(sd: float, half_width: float, confidence: float = CONFIDENCE, max_n: int = 100_000) -> int:
+    """The fewest seeds ``n >= 2`` whose paired interval is at most ``half_width`` wide on each side
+    when the differences spread with standard deviation ``sd``: ``t(n - 1) * sd / sqrt(n) <= half_width``.
+
+    A planning figure from a measured spread (the sample ``sd`` of a run is itself uncertain); an
+    interval excludes 0 at that ``n`` only if the true effect is larger than ``half_width``.
+    """
+    if half_width <= 0 or sd < 0 or not math.isfinite(sd):
+        raise ValueError(f"need half_width > 0 and a finite sd >= 0, got {half_width}, {sd}")
+    z = statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    n = max(2, math.ceil((z * sd / half_width) ** 2))  # the normal bound: t's interval is wider, never narrower
+    while _half_width(sd, n, confidence) > half_width:
+        n += 1
+        if n > max_n:
+            raise ValueError(f"more than {max_n} seeds for a half-width of {half_width} at sd {sd}")
+    return n
+
+
 __all__ = [
     "CONFIDENCE",
     "CONTRADICTED",
@@ -176,23 +198,7 @@ __all__ = [
     "one_sided_p",
     "paired_interval",
     "pairwise_verdict",
+    "seeds_for_half_width",
     "t_quantile",
 ]
 
-
-def seeds_for_half_width(sd: float, half_width: float, confidence: float = CONFIDENCE, max_n: int = 100_000) -> int:
-    """The fewest seeds ``n >= 2`` whose paired interval is at most ``half_width`` wide on each side
-    when the differences spread with standard deviation ``sd``: ``t(n - 1) * sd / sqrt(n) <= half_width``.
-
-    A planning figure from a measured spread (the sample ``sd`` of a run is itself uncertain); an
-    interval excludes 0 at that ``n`` only if the true effect is larger than ``half_width``.
-    """
-    if half_width <= 0 or sd < 0 or not math.isfinite(sd):
-        raise ValueError(f"need half_width > 0 and a finite sd >= 0, got {half_width}, {sd}")
-    q = 1 - (1 - confidence) / 2
-    n = max(2, math.ceil((statistics.NormalDist().inv_cdf(q) * sd / half_width) ** 2))  # normal bound, below t's
-    while t_quantile(q, n - 1) * sd / math.sqrt(n) > half_width:
-        n += 1
-        if n > max_n:
-            raise ValueError(f"more than {max_n} seeds for a half-width of {half_width} at sd {sd}")
-    return n
